@@ -1,0 +1,41 @@
+"""Analyses on arrays: numbers in, numbers out; no training and no torch here."""
+from __future__ import annotations
+
+import numpy as np
+
+from .config import WMTaskConfig
+from .tasks import OFF_CHANNELS, ON_CHANNELS, WMBatch
+
+
+def pulse_statistics(batch: WMBatch, cfg: WMTaskConfig) -> dict[str, tuple[float, float]]:
+    """Measured vs expected statistics of a working-memory batch, as {name: (measured, expected)}.
+
+    - onset rate: onsets per channel and step (expected p);
+    - onsets per channel in the learning segment (expected n_learn·p);
+    - fraction of steps a channel is on, after the first pulse length (expected 1 − (1 − p)^L);
+    - mean steps between bit flips (expected 1 / (p (1 − p)): an OFF onset without an ON
+      onset flips +1 → −1, and symmetrically).
+    """
+    p, n_steps = cfg.onset_prob, cfg.n_transient + cfg.n_learn
+    onsets = batch.onsets[:, :n_steps]
+    learning = onsets[:, cfg.n_transient:]
+    steady = batch.inputs[:, cfg.pulse_length:] > 0
+    flips = np.count_nonzero(np.diff(batch.bits[:, 1:], axis=1))
+    exposure = batch.bits.shape[0] * 2 * (batch.bits.shape[1] - 2)
+    return {
+        "onset rate per channel and step": (float(onsets.mean()), p),
+        "onsets per channel in the learning segment": (
+            float(learning.sum(axis=1).mean()), cfg.n_learn * p),
+        "fraction of steps a channel is on": (
+            float(steady.mean()), 1 - (1 - p) ** cfg.pulse_length),
+        "mean steps between bit flips": (
+            exposure / flips if flips else float("inf"), 1 / (p * (1 - p))),
+    }
+
+
+def channel_names() -> list[str]:
+    """Names of the four working-memory input channels, in channel order."""
+    names = [""] * 4
+    for bit, (on, off) in enumerate(zip(ON_CHANNELS, OFF_CHANNELS), start=1):
+        names[on], names[off] = f"ON{bit}", f"OFF{bit}"
+    return names

@@ -1,0 +1,362 @@
+"""Run settings as frozen dataclasses, named profiles, JSON round-trip and a stable hash.
+
+Every number of SPEC §7 lives here once, with the profile that uses it. A `RunConfig`
+bundles the task, model, estimator and training settings of one run; `profile(name, task)`
+returns the named settings (`smoke`, `book`, `paper`), and `RunConfig.replace` derives a
+variant (another λ, fewer epochs) without mutating anything.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+TASKS = ("wm", "separation")
+PROFILES = ("smoke", "book", "paper")
+
+
+def _check(rule: str) -> dict[str, Any]:
+    """Field metadata naming the validity rule a value must satisfy."""
+    return {"rule": rule}
+
+
+_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "positive": (lambda v: v > 0, "must be > 0"),
+    "nonnegative": (lambda v: v >= 0, "must be >= 0"),
+    "probability": (lambda v: 0 <= v <= 1, "must lie in [0, 1]"),
+    "unit_open": (lambda v: 0 < v <= 1, "must lie in (0, 1]"),
+}
+
+
+class _Validated:
+    """Mixin: check every field against the rule in its metadata after construction."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            rule = f.metadata.get("rule")
+            if rule is None or value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                isinstance(value, float) and not math.isfinite(value)
+            ):
+                raise ValueError(
+                    f"{type(self).__name__}.{f.name}: expected a finite number, got {value!r}"
+                )
+            ok, message = _RULES[rule]
+            if not ok(value):
+                raise ValueError(f"{type(self).__name__}.{f.name} {message}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class WMTaskConfig(_Validated):
+    """2-bit working memory (SPEC §3.1). Times are in steps."""
+
+    pulse_length: int = field(default=40, metadata=_check("positive"))
+    onset_prob: float = field(default=1 / 500, metadata=_check("probability"))
+    amplitude: float = field(default=1.0, metadata=_check("positive"))
+    slope: float = field(default=0.1, metadata=_check("positive"))
+    n_transient: int = field(default=1000, metadata=_check("nonnegative"))
+    n_learn: int = field(default=2000, metadata=_check("positive"))
+    batch_size: int = field(default=20, metadata=_check("positive"))
+
+
+@dataclass(frozen=True)
+class SeparationTaskConfig(_Validated):
+    """Lorenz/Rössler separation (SPEC §3.2). Times in model time units or samples."""
+
+    lorenz_sigma: float = 10.0
+    lorenz_rho: float = 28.0
+    lorenz_beta: float = 8 / 3
+    rossler_a: float = 0.2
+    rossler_b: float = 0.2
+    rossler_c: float = 5.7
+    lorenz_t_end: float = field(default=100.0, metadata=_check("positive"))
+    rossler_t_end: float = field(default=700.0, metadata=_check("positive"))
+    n_samples: int = field(default=14_000, metadata=_check("positive"))
+    n_discard: int = field(default=4000, metadata=_check("nonnegative"))
+    rtol: float = field(default=1e-3, metadata=_check("positive"))
+    atol: float = field(default=1e-6, metadata=_check("positive"))
+    pool_size: int = field(default=10_000, metadata=_check("positive"))
+    n_test: int = field(default=50, metadata=_check("positive"))
+    batch_size: int = field(default=50, metadata=_check("positive"))
+    washout: int = field(default=200, metadata=_check("nonnegative"))
+    data_seed: int = field(default=0, metadata=_check("nonnegative"))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.n_discard >= self.n_samples:
+            raise ValueError(
+                f"SeparationTaskConfig.n_discard must be < n_samples ({self.n_samples}), "
+                f"got {self.n_discard}"
+            )
+        if self.washout >= self.seq_len:
+            raise ValueError(
+                f"SeparationTaskConfig.washout must be < the sequence length ({self.seq_len}), "
+                f"got {self.washout}"
+            )
+
+    @property
+    def seq_len(self) -> int:
+        """Samples per sequence after the discarded transient."""
+        return self.n_samples - self.n_discard
+
+
+@dataclass(frozen=True)
+class ModelConfig(_Validated):
+    """Leaky-integrator RNN (SPEC §2.1) or GRU (SPEC §2.2)."""
+
+    kind: str = "leaky_rnn"
+    n_units: int = field(default=40, metadata=_check("positive"))
+    alpha: float = field(default=0.1, metadata=_check("unit_open"))
+    noise_std: float = field(default=0.1, metadata=_check("nonnegative"))
+    gain: float = field(default=1.0, metadata=_check("positive"))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.kind not in ("leaky_rnn", "gru"):
+            raise ValueError(f"ModelConfig.kind must be 'leaky_rnn' or 'gru', got {self.kind!r}")
+        if self.n_units % 2:
+            raise ValueError(f"ModelConfig.n_units must be even (two groups), got {self.n_units}")
+
+
+@dataclass(frozen=True)
+class EstimatorConfig(_Validated):
+    """MINE statistics network and its optimiser (SPEC §4)."""
+
+    hidden: int = field(default=512, metadata=_check("positive"))
+    activation: str = "relu"
+    negative_slope: float = field(default=0.25, metadata=_check("nonnegative"))
+    output_bias: bool = True
+    noise_std: float = field(default=0.1, metadata=_check("nonnegative"))
+    noise_inside: bool = True
+    noise_asymmetric: bool = True
+    optimizer: str = "rmsprop"
+    lr: float = field(default=3e-3, metadata=_check("positive"))
+    eps: float = field(default=1e-7, metadata=_check("positive"))
+    clip_norm: float | None = field(default=4.0, metadata=_check("positive"))
+    clip_value: float | None = field(default=None, metadata=_check("positive"))
+    sample_fraction: float = field(default=1.0, metadata=_check("unit_open"))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.activation not in ("relu", "leaky_relu"):
+            raise ValueError(
+                f"EstimatorConfig.activation must be 'relu' or 'leaky_relu', got {self.activation!r}"
+            )
+        if self.optimizer not in ("rmsprop", "adam"):
+            raise ValueError(
+                f"EstimatorConfig.optimizer must be 'rmsprop' or 'adam', got {self.optimizer!r}"
+            )
+
+
+@dataclass(frozen=True)
+class TrainingConfig(_Validated):
+    """The alternating SM/MM loop (SPEC §5) and the main model's optimiser."""
+
+    epochs: int = field(default=1000, metadata=_check("positive"))
+    n_sm_pretrain: int = field(default=100, metadata=_check("nonnegative"))
+    n_sm_steps: int = field(default=10, metadata=_check("nonnegative"))
+    n_mm_steps: int = field(default=1, metadata=_check("positive"))
+    lambda_mi: float = field(default=0.1, metadata=_check("nonnegative"))
+    optimizer: str = "rmsprop"
+    lr: float = field(default=2e-3, metadata=_check("positive"))
+    rho: float = field(default=0.9, metadata=_check("probability"))
+    eps: float = field(default=1e-7, metadata=_check("positive"))
+    rmsprop_eps_inside_sqrt: bool = True
+    clip_norm: float | None = field(default=4.0, metadata=_check("positive"))
+    c_reg: float = field(default=0.01, metadata=_check("nonnegative"))
+    c_reg_in: float = field(default=0.01, metadata=_check("nonnegative"))
+    snapshot_every: int = field(default=25, metadata=_check("positive"))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.optimizer not in ("rmsprop", "adam"):
+            raise ValueError(
+                f"TrainingConfig.optimizer must be 'rmsprop' or 'adam', got {self.optimizer!r}"
+            )
+
+
+_SECTIONS = {
+    "task": None,  # resolved per task below
+    "model": ModelConfig,
+    "estimator": EstimatorConfig,
+    "training": TrainingConfig,
+}
+_TASK_CONFIG = {"wm": WMTaskConfig, "separation": SeparationTaskConfig}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines one training run, apart from its seed."""
+
+    task_name: str
+    profile: str
+    task: WMTaskConfig | SeparationTaskConfig
+    model: ModelConfig
+    estimator: EstimatorConfig
+    training: TrainingConfig
+
+    def __post_init__(self) -> None:
+        if self.task_name not in TASKS:
+            raise ValueError(f"RunConfig.task_name must be one of {TASKS}, got {self.task_name!r}")
+        expected = _TASK_CONFIG[self.task_name]
+        if not isinstance(self.task, expected):
+            raise ValueError(
+                f"RunConfig.task must be a {expected.__name__} for task {self.task_name!r}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, indent=1)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        task_name = data.get("task_name")
+        if task_name not in TASKS:
+            raise ValueError(f"RunConfig.task_name must be one of {TASKS}, got {task_name!r}")
+        sections = dict(_SECTIONS, task=_TASK_CONFIG[task_name])
+        kwargs: dict[str, Any] = {"task_name": task_name, "profile": data.get("profile", "custom")}
+        for name, section_cls in sections.items():
+            values = dict(data.get(name, {}))
+            known = {f.name for f in dataclasses.fields(section_cls)}
+            unknown = sorted(set(values) - known)
+            if unknown:
+                raise ValueError(f"RunConfig.{name}: unknown field(s) {', '.join(unknown)}")
+            kwargs[name] = section_cls(**values)
+        return cls(**kwargs)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunConfig:
+        return cls.from_dict(json.loads(text))
+
+    def config_hash(self) -> str:
+        """12 hex digits of SHA-256 over the canonical JSON of every setting but the profile name."""
+        data = self.to_dict()
+        data.pop("profile")
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+    def replace(self, **changes: Any) -> RunConfig:
+        """A copy with `section.field=value` changes, e.g. replace(**{"training.epochs": 5}).
+
+        The profile name becomes "<profile>+custom" when anything differs from the profile.
+        """
+        grouped: dict[str, dict[str, Any]] = {}
+        for dotted, value in changes.items():
+            section, _, name = dotted.partition(".")
+            if section not in _SECTIONS or not name:
+                raise ValueError(f"unknown setting {dotted!r}; use 'section.field'")
+            known = {f.name for f in dataclasses.fields(getattr(self, section))}
+            if name not in known:
+                raise ValueError(f"RunConfig.{section}: unknown field {name!r}")
+            grouped.setdefault(section, {})[name] = value
+        new = dataclasses.replace(self, **{
+            section: dataclasses.replace(getattr(self, section), **values)
+            for section, values in grouped.items()
+        })
+        if changes and new != self and not self.profile.endswith("+custom"):
+            new = dataclasses.replace(new, profile=self.profile + "+custom")
+        return new
+
+
+def _paper(task_name: str) -> RunConfig:
+    """SPEC §7 exactly."""
+    if task_name == "wm":
+        return RunConfig(
+            task_name="wm",
+            profile="paper",
+            task=WMTaskConfig(),
+            model=ModelConfig(),
+            estimator=EstimatorConfig(),
+            training=TrainingConfig(),
+        )
+    return RunConfig(
+        task_name="separation",
+        profile="paper",
+        task=SeparationTaskConfig(),
+        model=ModelConfig(kind="gru", n_units=100, alpha=1.0, noise_std=0.0),
+        estimator=EstimatorConfig(
+            hidden=100,
+            activation="leaky_relu",
+            output_bias=False,
+            noise_std=0.05,
+            noise_inside=False,
+            noise_asymmetric=False,
+            optimizer="adam",
+            lr=1e-2,
+            clip_norm=None,
+            clip_value=1.0,
+        ),
+        training=TrainingConfig(
+            epochs=200,
+            n_sm_pretrain=100,
+            n_sm_steps=20,
+            n_mm_steps=20,
+            lambda_mi=0.005,
+            optimizer="adam",
+            lr=1e-3,
+            clip_norm=None,
+            c_reg=1e-5,
+            c_reg_in=1e-5,
+            snapshot_every=1,
+        ),
+    )
+
+
+# Deviations of the smaller profiles from `paper`, as (section.field, value) pairs; the book
+# lists them from here, so this table is the single source of what differs.
+_DEVIATIONS: dict[tuple[str, str], dict[str, Any]] = {
+    ("smoke", "wm"): {
+        "task.n_transient": 100,
+        "task.n_learn": 200,
+        "task.batch_size": 4,
+        "estimator.hidden": 32,
+        "training.epochs": 4,
+        "training.n_sm_pretrain": 3,
+        "training.n_sm_steps": 2,
+        "training.snapshot_every": 2,
+    },
+    ("smoke", "separation"): {
+        "task.n_samples": 1400,
+        "task.n_discard": 400,
+        "task.pool_size": 8,
+        "task.n_test": 4,
+        "task.batch_size": 4,
+        "task.washout": 20,
+        "model.n_units": 20,
+        "estimator.hidden": 16,
+        "training.epochs": 2,
+        "training.n_sm_pretrain": 2,
+        "training.n_sm_steps": 2,
+        "training.n_mm_steps": 2,
+    },
+    ("book", "wm"): {},
+    ("book", "separation"): {},
+}
+
+
+def deviations(name: str, task_name: str) -> dict[str, Any]:
+    """The settings in which profile `name` differs from `paper`, as {section.field: value}."""
+    _check_profile(name, task_name)
+    return dict(_DEVIATIONS.get((name, task_name), {}))
+
+
+def _check_profile(name: str, task_name: str) -> None:
+    if task_name not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task_name!r}")
+    if name not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {name!r}")
+
+
+def profile(name: str, task_name: str) -> RunConfig:
+    """The named settings for a task: `paper` (SPEC §7), `book` or `smoke`."""
+    _check_profile(name, task_name)
+    base = _paper(task_name)
+    config = base.replace(**deviations(name, task_name))
+    return dataclasses.replace(config, profile=name)

@@ -1,0 +1,166 @@
+"""The rendered book: equations typeset offline in headless Chromium, no broken internal links.
+
+Builds the whole book once (the README's `make book` path: papermill, then Jupyter Book),
+installs Debian's chromium when it is absent, and reads the pages as a browser shows them.
+"""
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def html_dir() -> Path:
+    subprocess.run([sys.executable, "-m", "mifd", "book"], cwd=ROOT, check=True,
+                   stdout=subprocess.DEVNULL)
+    html = ROOT / "_build" / "book" / "_build" / "html"
+    assert (html / "index.html").exists()
+    return html
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, env=env,
+                       stdout=subprocess.DEVNULL)
+        path = shutil.which("chromium")
+    assert path, "chromium could not be installed"
+    return path
+
+
+@pytest.fixture(scope="session")
+def served(html_dir):
+    handler = functools.partial(_QuietHandler, directory=str(html_dir))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def _rendered_dom(chromium: str, url: str) -> str:
+    with tempfile.TemporaryDirectory() as profile:
+        result = subprocess.run(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--no-first-run", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=15000",
+             "--dump-dom", url],
+            capture_output=True, text=True, timeout=120,
+        )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+class _MathCollector(HTMLParser):
+    """Text and typeset flag of every element with class "math" (Sphinx's math markup)."""
+
+    def __init__(self):
+        super().__init__()
+        self.blocks: list[dict] = []
+        self._depth = 0
+        self._current: dict | None = None
+
+    def handle_starttag(self, tag, attrs):
+        classes = (dict(attrs).get("class") or "").split()
+        if self._current is not None:
+            self._depth += 1
+            if tag == "mjx-container":
+                self._current["typeset"] = True
+        elif "math" in classes:
+            self._current = {"text": "", "typeset": False}
+            self._depth = 1
+
+    def handle_endtag(self, tag):
+        if self._current is not None:
+            self._depth -= 1
+            if self._depth == 0:
+                self.blocks.append(self._current)
+                self._current = None
+
+    def handle_data(self, data):
+        if self._current is not None:
+            self._current["text"] += data
+
+
+@pytest.mark.parametrize("page", ["book/intro.html", "notebooks/01_tasks.html"])
+def test_equations_are_typeset_offline(served, chromium, html_dir, page):
+    source = (html_dir / page).read_text()
+    scripts = re.findall(r'<script[^>]+src="([^"]*mathjax[^"]*)"', source)
+    assert scripts and all(not s.startswith(("http:", "https:", "//")) for s in scripts), scripts
+    collector = _MathCollector()
+    collector.feed(_rendered_dom(chromium, f"{served}/{page}"))
+    assert collector.blocks, "no equations found on the page"
+    raw = [b["text"][:80] for b in collector.blocks if not b["typeset"]]
+    assert not raw, f"equations left as raw TeX: {raw}"
+    leftover = [b["text"][:80] for b in collector.blocks if re.search(r"\\[(\[]|\$\$", b["text"])]
+    assert not leftover, leftover
+
+
+class _Anchors(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.ids: set[str] = set()
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if attrs.get("id"):
+            self.ids.add(attrs["id"])
+        if tag == "a" and attrs.get("name"):
+            self.ids.add(attrs["name"])
+        if tag == "a" and attrs.get("href"):
+            self.hrefs.append(attrs["href"])
+
+
+@functools.lru_cache(maxsize=None)
+def _parse(path: Path) -> _Anchors:
+    parser = _Anchors()
+    parser.feed(path.read_text(errors="replace"))
+    return parser
+
+
+def test_no_broken_internal_links(html_dir):
+    pages = [p for p in html_dir.rglob("*.html") if "_static" not in p.parts]
+    broken = []
+    for page in pages:
+        for href in _parse(page).hrefs:
+            parts = urlsplit(href)
+            if parts.scheme or parts.netloc or href.startswith(("mailto:", "javascript:")):
+                continue
+            target = (page.parent / unquote(parts.path)).resolve() if parts.path else page
+            if target.is_dir():
+                target = target / "index.html"
+            if not target.exists():
+                broken.append(f"{page.relative_to(html_dir)} -> {href}")
+            elif parts.fragment and target.suffix == ".html" and \
+                    unquote(parts.fragment) not in _parse(target).ids:
+                broken.append(f"{page.relative_to(html_dir)} -> {href} (no such anchor)")
+    assert pages and not broken, broken
+
+
+def test_intro_cross_references_resolve_to_numbered_equations(html_dir):
+    intro = (html_dir / "book" / "intro.html").read_text()
+    assert re.search(r'href="#equation-eq-objective"', intro)
+    assert "Eq. (1)" in intro and "Eq. (3)" in intro
