@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from .config import WMTaskConfig
 from .tasks import OFF_CHANNELS, ON_CHANNELS, WMBatch
@@ -39,3 +40,40 @@ def channel_names() -> list[str]:
     for bit, (on, off) in enumerate(zip(ON_CHANNELS, OFF_CHANNELS), start=1):
         names[on], names[off] = f"ON{bit}", f"OFF{bit}"
     return names
+
+
+# --- training records ------------------------------------------------------------------
+
+SUCCESS_ACCURACY = 0.9  # SPEC §6.1: a working-memory run succeeds when final accuracy > 0.9
+
+
+def stack_history(records, key: str) -> np.ndarray:
+    """One history entry of several runs as (n_runs, epochs)."""
+    return np.stack([np.asarray(r.history[key], dtype=float) for r in records])
+
+
+def final_values(records) -> pd.DataFrame:
+    """A row per run: seed, λ, and the last epoch's accuracy, MSE, Î (mi_before, nats), L2."""
+    rows = []
+    for r in records:
+        h = r.history
+        rows.append({
+            "seed": r.seed, "lambda_mi": r.config.training.lambda_mi,
+            "accuracy": float(h["accuracy"][-1]), "mse": float(h["mse"][-1]),
+            "mi": float(h["mi_before"][-1]), "l2": float(h["l2"][-1]),
+        })
+    return pd.DataFrame(rows)
+
+
+def condition_summary(finals: pd.DataFrame, threshold: float = SUCCESS_ACCURACY) -> pd.DataFrame:
+    """Per λ: number of runs, mean ± sd (ddof 1) of final accuracy and Î, success rate."""
+    grouped = finals.groupby("lambda_mi", sort=False)
+    return pd.DataFrame({
+        "runs": grouped.size(),
+        "accuracy mean": grouped["accuracy"].mean(),
+        "accuracy sd": grouped["accuracy"].std(),
+        "Î mean (nats)": grouped["mi"].mean(),
+        "Î sd (nats)": grouped["mi"].std(),
+        f"success rate (accuracy > {threshold})": grouped["accuracy"].apply(
+            lambda a: float((a > threshold).mean())),
+    })

@@ -82,3 +82,111 @@ def separation_signals(inputs: np.ndarray, targets: np.ndarray, dt_lorenz: float
         axes[row, 0].set_ylabel(label)
     fig.tight_layout()
     return fig
+
+
+CONDITION_COLORS = ("tab:blue", "tab:gray", "tab:green", "tab:purple")
+
+
+def learning_curves(curves: dict[str, dict[str, np.ndarray]], ylabels: dict[str, str],
+                    xlabel: str = "epoch (= model updates)") -> Figure:
+    """Panels of training curves: each run thin, the mean over runs thick, a colour per condition.
+
+    curves: {quantity: {condition label: (n_runs, epochs) array}}; ylabels: {quantity: label}.
+    """
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.6), squeeze=False)
+    for ax, (quantity, by_condition) in zip(axes[0], curves.items()):
+        for color, (label, values) in zip(CONDITION_COLORS, by_condition.items()):
+            epochs = np.arange(1, values.shape[1] + 1)
+            ax.plot(epochs, values.T, color=color, lw=0.5, alpha=0.3)
+            ax.plot(epochs, values.mean(axis=0), color=color, lw=2,
+                    label=f"{label} (mean of {values.shape[0]})")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabels[quantity])
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def mine_training_curves(traces: dict[str, np.ndarray], true_values: dict[str, float]) -> Figure:
+    """MINE estimate per training step (one line per label) and its true value (dashed).
+
+    traces: label → (steps,) Î in nats; true_values: label → the known value in nats.
+    """
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for (label, trace), color in zip(traces.items(), plt.cm.tab10.colors):
+        ax.plot(np.arange(len(trace)), trace, color=color, lw=0.8, alpha=0.8, label=label)
+        ax.axhline(true_values[label], color=color, ls="--", lw=1.2)
+    ax.set_xlabel("training step (critic updates)")
+    ax.set_ylabel("estimate Î (nats)")
+    ax.set_title("MINE estimate during training; dashed: true mutual information")
+    ax.legend(fontsize="small", ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def mine_estimate_vs_true(true_mi: np.ndarray, mean: np.ndarray, std: np.ndarray,
+                          groups: np.ndarray, group_label: str, log_n: float) -> Figure:
+    """Estimated against true mutual information (nats), mean ± std over seeds.
+
+    Points are coloured by `groups` (e.g. the dimension d, named by group_label); the
+    diagonal is a perfect estimate and the dotted line marks log n of the sample size.
+    """
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for value, color in zip(np.unique(groups), plt.cm.tab10.colors):
+        sel = groups == value
+        ax.errorbar(true_mi[sel], mean[sel], yerr=std[sel], fmt="o", color=color, capsize=3,
+                    label=f"{group_label} = {value}")
+    top = 1.05 * max(true_mi.max(), (mean + std).max())
+    ax.plot([0, top], [0, top], color="0.4", lw=1, label="estimate = true")
+    ax.axhline(log_n, color="0.4", ls=":", lw=1, label="log n")
+    ax.set_xlim(0, top)
+    ax.set_ylim(min(0, (mean - std).min()), top)
+    ax.set_xlabel("true I(x; y) (nats)")
+    ax.set_ylabel("MINE estimate (nats)")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def mine_sample_size(n_samples: np.ndarray, bias: np.ndarray, std: np.ndarray) -> Figure:
+    """Bias (mean − true, ± std over seeds) and spread (std over seeds) against sample size.
+
+    n_samples, bias, std: one entry per sample size; bias and std in nats.
+    """
+    fig, (ax_bias, ax_std) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_bias.errorbar(n_samples, bias, yerr=std, fmt="o-", capsize=3)
+    ax_bias.axhline(0, color="0.4", lw=1)
+    ax_bias.set_ylabel("bias: mean estimate − true (nats)")
+    ax_std.plot(n_samples, std, "o-")
+    ax_std.set_yscale("log")
+    ax_std.set_ylabel("std of the estimate over seeds (nats)")
+    for ax, letter in ((ax_bias, "A"), (ax_std, "B")):
+        ax.set_xscale("log")
+        ax.set_xticks(n_samples, [str(n) for n in n_samples])
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
+        ax.set_xlabel("sample size n (pairs per estimate)")
+        ax.set_title(letter, loc="left", fontweight="bold")
+    fig.tight_layout()
+    return fig
+
+
+def mine_noise_asymmetry(scales: np.ndarray, offset: np.ndarray, measured_scales: np.ndarray,
+                         measured: np.ndarray, measured_std: np.ndarray, noise_std: float
+                         ) -> Figure:
+    """Spurious nats added by the working-memory noise asymmetry against the activity's std.
+
+    scales, offset: the closed form (nats) on a grid of component std s; measured_scales,
+    measured, measured_std: MINE estimates for independent groups (mean ± std over seeds).
+    """
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ax.plot(scales, offset, color="tab:blue", label="closed form KL(p(ỹ) ‖ p(y))")
+    ax.errorbar(measured_scales, measured, yerr=measured_std, fmt="o", color="tab:red",
+                capsize=3, label="MINE, independent groups")
+    ax.axvline(noise_std, color="0.5", ls=":", lw=1, label=f"noise std σ = {noise_std:g}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("std s of each activity component (activity units)")
+    ax.set_ylabel("spurious estimate for independent groups (nats)")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,57 @@
+"""Replay stored parameters on fresh batches: the only place analyses meet a model.
+
+Returns plain numpy arrays (activity, outputs, targets) for `mifd.analysis` and
+`mifd.figures`; nothing here is trained.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .config import RunConfig
+from .models import LeakyRNN
+from .tasks import wm_batch
+
+
+@dataclass(frozen=True)
+class WMReplay:
+    """A fresh working-memory batch run through stored parameters, over all T steps.
+
+    inputs (B, T, 4), targets (B, T, 2), x: pre-activation states (B, T, N), z: outputs
+    (B, T, 2); T = n_transient + n_learn, the first n_transient steps being the transient.
+    """
+
+    inputs: np.ndarray
+    targets: np.ndarray
+    x: np.ndarray
+    z: np.ndarray
+
+
+def wm_model(config: RunConfig, parameters: dict[str, np.ndarray]) -> LeakyRNN:
+    """A LeakyRNN holding `parameters` ({name: array}, e.g. one snapshot of a record)."""
+    model = LeakyRNN(config.model)
+    model.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in parameters.items()})
+    return model
+
+
+def replay_wm(config: RunConfig, parameters: dict[str, np.ndarray], seed: int,
+              batch_size: int | None = None) -> WMReplay:
+    """Run a fresh batch (x0 ~ N(0, I), noise on, as in SPEC §6.2) through `parameters`."""
+    task = config.task if batch_size is None else config.replace(
+        **{"task.batch_size": batch_size}).task
+    batch = wm_batch(task, np.random.default_rng(seed))
+    generator = torch.Generator().manual_seed(seed)
+    model = wm_model(config, parameters)
+    inputs = torch.from_numpy(batch.inputs)
+    x0 = torch.randn((task.batch_size, config.model.n_units), generator=generator)
+    noise = torch.randn((*inputs.shape[:2], config.model.n_units), generator=generator)
+    with torch.no_grad():
+        x, z = model(inputs, x0, noise)
+    return WMReplay(batch.inputs, batch.targets, x.numpy(), z.numpy())
+
+
+def final_parameters(snapshots: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The last snapshot of each parameter: {name: array}."""
+    return {name: values[-1] for name, values in snapshots.items()}

@@ -1,0 +1,196 @@
+"""Run records on disk: one directory per (task, config hash, seed), written atomically.
+
+Layout of a record, `results/<task>/<config hash>/seed-<seed>/`:
+
+    config.json      the RunConfig (and its hash)
+    history.json     per-epoch numbers, {name: [value per epoch]}
+    snapshots.npz    parameters at the snapshot epochs, {name: (n_snapshots, ...)} + "epoch"
+    provenance.json  package versions, git commit, machine, threads, wall time
+    manifest.json    SHA-256 of each file above; written last, so its presence marks a
+                     complete record, and a changed or truncated file is detected
+
+While a run is in progress its directory holds only `checkpoint.pt` (never committed); a
+run killed at any point therefore never leaves a record that looks complete.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import RunConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "results"
+RECORD_FILES = ("config.json", "history.json", "snapshots.npz", "provenance.json")
+MANIFEST = "manifest.json"
+CHECKPOINT = "checkpoint.pt"
+
+
+class RecordError(ValueError):
+    """A record is missing, incomplete or fails its checksum."""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A finished run as stored.
+
+    history: {name: (epochs,) array}; snapshots: {parameter: (n_snapshots, ...) array};
+    snapshot_epochs: (n_snapshots,) int array; provenance: versions, commit, timing.
+    """
+
+    config: RunConfig
+    seed: int
+    history: dict[str, np.ndarray]
+    snapshots: dict[str, np.ndarray]
+    snapshot_epochs: np.ndarray
+    provenance: dict[str, Any]
+    path: Path
+
+
+def run_dir(config: RunConfig, seed: int, root: Path | None = None) -> Path:
+    """The directory of (config, seed) under `root` (default: the repository's results/)."""
+    base = RESULTS if root is None else Path(root)
+    return base / config.task_name / config.config_hash() / f"seed-{seed}"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file and a rename (never half-written)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
+        tmp.write(data)
+        tmp.flush()
+        os.fsync(tmp.fileno())
+    os.replace(tmp.name, path)
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode()
+
+
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def save_record(
+    config: RunConfig,
+    seed: int,
+    history: dict[str, list[float] | np.ndarray],
+    snapshots: dict[str, np.ndarray],
+    snapshot_epochs: np.ndarray,
+    provenance: dict[str, Any],
+    root: Path | None = None,
+) -> Path:
+    """Write a complete record; the manifest goes last. Returns the record's directory."""
+    directory = run_dir(config, seed, root)
+    (directory / MANIFEST).unlink(missing_ok=True)
+    payloads = {
+        "config.json": _json_bytes(
+            {"config": config.to_dict(), "config_hash": config.config_hash(), "seed": seed}),
+        "history.json": _json_bytes({k: np.asarray(v).tolist() for k, v in history.items()}),
+        "snapshots.npz": _npz_bytes({**snapshots, "epoch": np.asarray(snapshot_epochs)}),
+        "provenance.json": _json_bytes(provenance),
+    }
+    for name, data in payloads.items():
+        atomic_write_bytes(directory / name, data)
+    manifest = {name: _sha256(directory / name) for name in RECORD_FILES}
+    atomic_write_bytes(directory / MANIFEST, _json_bytes(manifest))
+    return directory
+
+
+def is_complete(directory: Path) -> bool:
+    """True if the record's manifest exists (it is written last)."""
+    return (Path(directory) / MANIFEST).exists()
+
+
+def verify(directory: Path) -> None:
+    """Raise RecordError naming the file if the record is incomplete or a checksum differs."""
+    directory = Path(directory)
+    manifest_path = directory / MANIFEST
+    if not manifest_path.exists():
+        raise RecordError(f"{directory}: incomplete record (no {MANIFEST})")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as error:
+        raise RecordError(f"{manifest_path}: unreadable manifest ({error})") from None
+    for name in RECORD_FILES:
+        path = directory / name
+        if not path.exists():
+            raise RecordError(f"{path}: missing file of a complete record")
+        if _sha256(path) != manifest.get(name):
+            raise RecordError(f"{path}: checksum differs from {MANIFEST}; the file was changed")
+
+
+def load_record(directory: Path) -> RunRecord:
+    """Load a verified record (raises RecordError if incomplete or altered)."""
+    directory = Path(directory)
+    verify(directory)
+    meta = json.loads((directory / "config.json").read_text())
+    history = {k: np.asarray(v) for k, v in json.loads((directory / "history.json").read_text()).items()}
+    with np.load(directory / "snapshots.npz") as data:
+        snapshots = {k: data[k] for k in data.files if k != "epoch"}
+        epochs = data["epoch"]
+    return RunRecord(
+        config=RunConfig.from_dict(meta["config"]),
+        seed=int(meta["seed"]),
+        history=history,
+        snapshots=snapshots,
+        snapshot_epochs=epochs,
+        provenance=json.loads((directory / "provenance.json").read_text()),
+        path=directory,
+    )
+
+
+def find_record(config: RunConfig, seed: int, root: Path | None = None) -> RunRecord | None:
+    """The stored record of (config, seed), or None if there is no complete one."""
+    directory = run_dir(config, seed, root)
+    return load_record(directory) if is_complete(directory) else None
+
+
+def git_commit(root: Path = ROOT) -> str:
+    """The repository's HEAD commit, with "+dirty" if tracked files differ; "unknown" outside git."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty.strip() else "")
+
+
+def provenance(extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Versions, commit and machine of this process, plus `extra` (e.g. timing)."""
+    import scipy
+    import torch
+
+    from . import __version__
+
+    return {
+        "mifd": __version__,
+        "git_commit": git_commit(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        **(extra or {}),
+    }

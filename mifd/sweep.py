@@ -1,0 +1,39 @@
+"""Many runs of one configuration: look them up in the store, train the missing ones."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+from . import store
+from .config import RunConfig
+from .train import train_wm
+
+
+class MissingRunsError(LookupError):
+    """Some requested runs have no complete record and training was not asked for."""
+
+
+def collect(config: RunConfig, seeds: Iterable[int], root: Path | None = None,
+            train_missing: bool = False, progress: bool = True) -> list[store.RunRecord]:
+    """The records of `config` for every seed, in seed order.
+
+    Missing records are trained (resuming any checkpoint) when `train_missing`; otherwise a
+    MissingRunsError names them and the command that makes them.
+    """
+    seeds = list(seeds)
+    missing = [s for s in seeds if not store.is_complete(store.run_dir(config, s, root))]
+    if missing and not train_missing:
+        raise MissingRunsError(
+            f"no stored {config.task_name} runs of profile {config.profile!r} "
+            f"(hash {config.config_hash()}, λ = {config.training.lambda_mi:g}) for seeds "
+            f"{missing}; set train_missing = True, or run `mifd train {config.task_name} "
+            f"--seed N ...` for each")
+    records = []
+    for seed in seeds:
+        if seed in missing:
+            print(f"training {config.task_name} seed {seed} (λ = {config.training.lambda_mi:g}): "
+                  "no stored record", flush=True)
+            records.append(train_wm(config, seed, root=root, progress=progress))
+        else:
+            records.append(store.load_record(store.run_dir(config, seed, root)))
+    return records

@@ -1,0 +1,62 @@
+"""Run records: atomic, complete only with their manifest, altered files detected."""
+import json
+
+import numpy as np
+import pytest
+
+from mifd import store
+from mifd.config import profile
+
+CONFIG = profile("smoke", "wm")
+
+
+def _save(root, seed=1):
+    return store.save_record(
+        CONFIG, seed, {"mse": [1.0, 0.5], "accuracy": [0.5, 0.75]},
+        {"w_rec": np.ones((2, 4, 4), np.float32)}, np.array([0, 2]),
+        store.provenance({"train_seconds": 1.0}), root,
+    )
+
+
+def test_saved_record_round_trips(tmp_path):
+    directory = _save(tmp_path)
+    record = store.find_record(CONFIG, 1, tmp_path)
+    assert record.path == directory and record.config == CONFIG and record.seed == 1
+    assert record.history["accuracy"].tolist() == [0.5, 0.75]
+    assert record.snapshots["w_rec"].shape == (2, 4, 4)
+    assert record.snapshot_epochs.tolist() == [0, 2]
+    assert record.provenance["torch"].startswith("2.13.0")
+    assert "git_commit" in record.provenance
+
+
+def test_record_directory_is_keyed_by_task_hash_and_seed(tmp_path):
+    assert _save(tmp_path, seed=3) == tmp_path / "wm" / CONFIG.config_hash() / "seed-3"
+
+
+def test_record_without_manifest_is_not_complete(tmp_path):
+    directory = _save(tmp_path)
+    (directory / store.MANIFEST).unlink()
+    assert not store.is_complete(directory)
+    assert store.find_record(CONFIG, 1, tmp_path) is None
+    with pytest.raises(store.RecordError, match="incomplete"):
+        store.load_record(directory)
+
+
+@pytest.mark.parametrize("name", store.RECORD_FILES)
+def test_altered_or_truncated_file_is_refused_naming_it(tmp_path, name):
+    directory = _save(tmp_path)
+    path = directory / name
+    path.write_bytes(path.read_bytes()[:-3])
+    with pytest.raises(store.RecordError, match=name):
+        store.load_record(directory)
+
+
+def test_manifest_lists_checksums_of_every_file(tmp_path):
+    manifest = json.loads((_save(tmp_path) / store.MANIFEST).read_text())
+    assert set(manifest) == set(store.RECORD_FILES)
+    assert all(len(v) == 64 for v in manifest.values())
+
+
+def test_atomic_write_leaves_no_temporary_files(tmp_path):
+    store.atomic_write_bytes(tmp_path / "a.bin", b"x" * 10)
+    assert [p.name for p in tmp_path.iterdir()] == ["a.bin"]

@@ -1,0 +1,160 @@
+"""The alternating working-memory training (SPEC §5.1) at the smoke profile."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from mifd import store, train
+from mifd.cli import main
+from mifd.config import profile
+
+SMOKE = profile("smoke", "wm")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    return train.train_wm(SMOKE, 5, root=tmp_path_factory.mktemp("full"), progress=False)
+
+
+def test_history_has_one_entry_per_epoch_and_snapshots_at_stride(uninterrupted):
+    epochs = SMOKE.training.epochs
+    assert set(uninterrupted.history) == set(train.HISTORY_KEYS)
+    assert all(len(v) == epochs for v in uninterrupted.history.values())
+    expected = list(range(0, epochs + 1, SMOKE.training.snapshot_every))
+    assert uninterrupted.snapshot_epochs.tolist() == expected
+    assert uninterrupted.snapshots["w_rec"].shape == (len(expected), 40, 40)
+    assert all(np.isfinite(v).all() for v in uninterrupted.history.values())
+
+
+def test_same_seed_gives_identical_history(uninterrupted, tmp_path):
+    again = train.train_wm(SMOKE, 5, root=tmp_path, progress=False)
+    for key in train.HISTORY_KEYS:
+        assert np.array_equal(again.history[key], uninterrupted.history[key]), key
+    other = train.train_wm(SMOKE, 6, root=tmp_path, progress=False)
+    assert not np.array_equal(other.history["mse"], uninterrupted.history["mse"])
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_killed_run_resumes_to_the_uninterrupted_history(uninterrupted, tmp_path):
+    def kill_at_3(state):
+        if state.epoch == 3:  # between two checkpoints (snapshot_every = 2)
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        train.train_wm(SMOKE, 5, root=tmp_path, progress=False, on_epoch=kill_at_3)
+    directory = store.run_dir(SMOKE, 5, tmp_path)
+    assert not store.is_complete(directory) and (directory / store.CHECKPOINT).exists()
+    resumed = train.train_wm(SMOKE, 5, root=tmp_path, progress=False)
+    for key in train.HISTORY_KEYS:
+        assert np.array_equal(resumed.history[key], uninterrupted.history[key]), key
+    for name, values in uninterrupted.snapshots.items():
+        assert np.array_equal(resumed.snapshots[name], values), name
+    assert not (directory / store.CHECKPOINT).exists()
+
+
+def test_stop_after_leaves_checkpoint_and_resume_completes(uninterrupted, tmp_path):
+    assert train.train_wm(SMOKE, 5, root=tmp_path, progress=False, stop_after=1) is None
+    resumed = train.train_wm(SMOKE, 5, root=tmp_path, progress=False)
+    assert np.array_equal(resumed.history["loss"], uninterrupted.history["loss"])
+
+
+def test_checkpoint_refuses_pickled_objects(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"epoch": 1, "payload": _Killed()}, path)
+    state = train.init_wm(SMOKE, 0)
+    with pytest.raises(Exception, match="(?i)weights_only|unsupported|global"):
+        train.load_checkpoint(state, path)
+
+
+def _model_step_after_scrambling_critic(lambda_mi):
+    config = SMOKE.replace(**{"training.lambda_mi": lambda_mi})
+    params = []
+    for scramble in (False, True):
+        state = train.init_wm(config, 3)
+        if scramble:
+            with torch.no_grad():
+                for p in state.estimator.parameters():
+                    p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(9)))
+        train.model_phase_step(state, config)
+        params.append([p.detach().clone() for p in state.model.parameters()])
+    return params
+
+
+def test_control_lambda_zero_gradient_is_free_of_the_critic():
+    plain, scrambled = _model_step_after_scrambling_critic(0.0)
+    assert all(torch.equal(a, b) for a, b in zip(plain, scrambled))
+
+
+def test_mi_penalty_reaches_the_model_when_lambda_positive():
+    plain, scrambled = _model_step_after_scrambling_critic(0.1)
+    assert not all(torch.equal(a, b) for a, b in zip(plain, scrambled))
+
+
+def test_accuracy_follows_spec_rounding():
+    y = torch.tensor([[[1.0, -1.0], [0.0, 0.2], [-0.3, -0.5]]])
+    z = torch.tensor([[[0.5, -0.1], [-0.2, 0.3], [-0.1, -0.5]]])
+    # labels round((y+1)/2) half-to-even: [[1,0],[0,1],[0,0]]; predictions z>0: [[1,0],[0,1],[0,0]]
+    assert train.accuracy(z, y).tolist() == [1.0, 1.0]
+    assert train.accuracy(-z, y).tolist() == [0.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["train", "wm", "--seed", "-1"], "--seed"),
+        (["train", "wm", "--seed", "x"], "--seed"),
+        (["train", "wm", "--seed", "1", "--profile", "huge"], "--profile"),
+        (["train", "wm", "--seed", "1", "--lambda-mi", "-0.5"], "lambda_mi"),
+        (["train", "wm", "--seed", "1", "--epochs", "0"], "--epochs"),
+        (["train", "flipflop", "--seed", "1"], "task"),
+        (["book", "--chapter", "99_nothing"], "99_nothing"),
+        (["frobnicate"], "frobnicate"),
+    ],
+)
+def test_cli_rejects_bad_arguments_with_one_line_and_code_2(argv, needle, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        code = main([*argv, *(["--results", str(tmp_path)] if argv[0] == "train" else [])])
+        raise SystemExit(code)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err and "Traceback" not in err
+    assert not any(tmp_path.rglob("*.json"))
+
+
+def test_cli_train_stores_a_record(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "mifd", "train", "wm", "--profile", "smoke", "--seed", "2",
+         "--epochs", "2", "--results", str(tmp_path), "--quiet"],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "stored" in result.stdout
+    assert len(list(tmp_path.rglob(store.MANIFEST))) == 1
+
+
+def test_batched_critic_forward_equals_separate_forwards():
+    state = train.init_wm(SMOKE, 4)
+    with torch.no_grad():
+        x, _, _ = train._segment(state, SMOKE, x0_normal=True, grad=False, n_batches=3)
+    task = SMOKE.task
+    replay = train.init_wm(SMOKE, 4)
+    from mifd.tasks import wm_batch
+
+    batches = [wm_batch(task, replay.rng) for _ in range(3)]
+    b = task.batch_size
+    x0 = torch.randn((3 * b, 40), generator=replay.generator)
+    noise = torch.randn((3 * b, task.n_transient + task.n_learn, 40), generator=replay.generator)
+    for i, batch in enumerate(batches):
+        rows = slice(i * b, (i + 1) * b)
+        inputs = torch.from_numpy(batch.inputs)
+        with torch.no_grad():
+            start = replay.model.run_transient(inputs[:, :task.n_transient], x0[rows],
+                                               noise[rows, :task.n_transient])
+            alone, _ = replay.model(inputs[:, task.n_transient:], start,
+                                    noise[rows, task.n_transient:])
+        torch.testing.assert_close(x[rows], alone, rtol=1e-6, atol=1e-6)
