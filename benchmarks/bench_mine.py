@@ -34,8 +34,7 @@ from typing import Callable
 import torch
 
 from mifd.config import EstimatorConfig, profile
-from mifd.mine import MineEstimator, critic_step, dv_bound, make_critic_optimizer
-from mifd.optim import clip_per_tensor_norm, clip_values
+from mifd.mine import MineEstimator, ascend, critic_step, dv_bound, make_critic_optimizer
 
 SIZES = {
     "working memory": (profile("paper", "wm").estimator, (20, 2000, 20)),
@@ -45,21 +44,9 @@ Step = Callable[[MineEstimator, torch.optim.Optimizer, torch.Tensor, torch.Tenso
                  torch.Generator], float]
 
 
-def _clip_and_update(estimator: MineEstimator, optimizer: torch.optim.Optimizer,
-                     mi: torch.Tensor) -> float:
-    (-mi).backward()
-    cfg, params = estimator.cfg, list(estimator.parameters())
-    if cfg.clip_norm is not None:
-        clip_per_tensor_norm(params, cfg.clip_norm)
-    if cfg.clip_value is not None:
-        clip_values(params, cfg.clip_value)
-    optimizer.step()
-    return mi.item()
-
-
 def two_terms(estimator, optimizer, g1, g2, generator) -> float:
     optimizer.zero_grad(set_to_none=True)
-    return _clip_and_update(estimator, optimizer,
+    return ascend(estimator, optimizer,
                             estimator.reference(estimator.draw(g1, g2, generator)))
 
 
@@ -73,7 +60,7 @@ def stacked(estimator, optimizer, g1, g2, generator) -> float:
     a_y_marginal = (t.dense_y(draw.y) if estimator.cfg.noise_asymmetric else a_y)[draw.perm]
     scores = t.head(torch.cat((a_x + a_y, a_x + a_y_marginal)))
     n = x.shape[0]
-    return _clip_and_update(estimator, optimizer, dv_bound(scores[:n], scores[n:]))
+    return ascend(estimator, optimizer, dv_bound(scores[:n], scores[n:]))
 
 
 def library(estimator, optimizer, g1, g2, generator) -> float:
@@ -85,7 +72,7 @@ def bf16_two_terms(estimator, optimizer, g1, g2, generator) -> float:
     draw = estimator.draw(g1, g2, generator)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         mi = estimator.reference(draw)
-    return _clip_and_update(estimator, optimizer, mi.float())
+    return ascend(estimator, optimizer, mi.float())
 
 
 def nominal_gflop(cfg: EstimatorConfig, shape: tuple[int, int, int]) -> float:

@@ -331,13 +331,21 @@ def critic_step(estimator: MineEstimator, optimizer: torch.optim.Optimizer, g1: 
                 cfg: EstimatorConfig | None = None) -> float:
     """One ascent step on Î (descent on −Î) with the configured clipping.
 
-    g1, g2: (batch, time, units) activity, used without gradient. Clipping follows `cfg`
-    (default: the estimator's own): per-tensor L2 norm `clip_norm`, then element-wise
-    `clip_value`, each when set. Returns Î in nats on this batch *before* the update.
+    g1, g2: (batch, time, units) activity, used without gradient. Returns Î in nats on this
+    batch *before* the update.
     """
-    cfg = estimator.cfg if cfg is None else cfg
     optimizer.zero_grad(set_to_none=True)
     mi = estimator(g1.detach(), g2.detach(), generator)
+    return ascend(estimator, optimizer, mi, cfg)
+
+
+def ascend(estimator: MineEstimator, optimizer: torch.optim.Optimizer, mi: torch.Tensor,
+           cfg: EstimatorConfig | None = None) -> float:
+    """Back-propagate −Î, clip as `cfg` says (default: the estimator's own), step; returns Î.
+
+    Clipping: per-tensor L2 norm `clip_norm`, then element-wise `clip_value`, each when set.
+    """
+    cfg = estimator.cfg if cfg is None else cfg
     (-mi).backward()
     params = list(estimator.parameters())
     if cfg.clip_norm is not None:

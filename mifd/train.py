@@ -48,6 +48,7 @@ class WMState:
     snapshots: dict[str, list[np.ndarray]] = field(default_factory=dict)
     snapshot_epochs: list[int] = field(default_factory=list)
     seconds: float = 0.0
+    commit: str = ""
 
 
 def init_wm(config: RunConfig, seed: int) -> WMState:
@@ -185,6 +186,7 @@ def _checkpoint(state: WMState) -> dict[str, Any]:
         "snapshots": {k: [torch.from_numpy(a) for a in v] for k, v in state.snapshots.items()},
         "snapshot_epochs": state.snapshot_epochs,
         "seconds": state.seconds,
+        "commit": state.commit,
     }
 
 
@@ -211,6 +213,7 @@ def load_checkpoint(state: WMState, path: Path) -> None:
     state.snapshots = {k: [t.numpy() for t in v] for k, v in data["snapshots"].items()}
     state.snapshot_epochs = list(data["snapshot_epochs"])
     state.seconds = data["seconds"]
+    state.commit = data["commit"]
 
 
 # --- the run -----------------------------------------------------------------------------
@@ -240,6 +243,7 @@ def train_wm(
     if checkpoint.exists():
         load_checkpoint(state, checkpoint)
     else:
+        state.commit = store.git_commit()
         started = time.perf_counter()
         for start in range(0, t.n_sm_pretrain, max(t.n_sm_steps, 1)):
             critic_phase(state, config, min(max(t.n_sm_steps, 1), t.n_sm_pretrain - start),
@@ -280,7 +284,7 @@ def train_wm(
         config, seed, state.history,
         {k: np.stack(v) for k, v in state.snapshots.items()},
         np.asarray(state.snapshot_epochs),
-        store.provenance({"train_seconds": state.seconds,
+        store.provenance({"git_commit": state.commit, "train_seconds": state.seconds,
                           "seconds_per_epoch": state.seconds / max(t.epochs, 1)}),
         root,
     )
