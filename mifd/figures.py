@@ -88,10 +88,12 @@ CONDITION_COLORS = ("tab:blue", "tab:gray", "tab:green", "tab:purple")
 
 
 def learning_curves(curves: dict[str, dict[str, np.ndarray]], ylabels: dict[str, str],
-                    xlabel: str = "epoch (= model updates)") -> Figure:
+                    xlabel: str = "epoch (= model updates)",
+                    ylims: dict[str, tuple[float | None, float | None]] | None = None) -> Figure:
     """Panels of training curves: each run thin, the mean over runs thick, a colour per condition.
 
-    curves: {quantity: {condition label: (n_runs, epochs) array}}; ylabels: {quantity: label}.
+    curves: {quantity: {condition label: (n_runs, epochs) array}}; ylabels: {quantity: label};
+    ylims: optional {quantity: (bottom, top)} display range (None keeps matplotlib's).
     """
     fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.6), squeeze=False)
     for ax, (quantity, by_condition) in zip(axes[0], curves.items()):
@@ -102,6 +104,8 @@ def learning_curves(curves: dict[str, dict[str, np.ndarray]], ylabels: dict[str,
                     label=f"{label} (mean of {values.shape[0]})")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabels[quantity])
+        if ylims and quantity in ylims:
+            ax.set_ylim(*ylims[quantity])
         ax.legend(fontsize="small")
     fig.tight_layout()
     return fig

@@ -158,3 +158,17 @@ def test_batched_critic_forward_equals_separate_forwards():
             alone, _ = replay.model(inputs[:, task.n_transient:], start,
                                     noise[rows, task.n_transient:])
         torch.testing.assert_close(x[rows], alone, rtol=1e-6, atol=1e-6)
+
+
+def test_chapter_3_trains_missing_smoke_runs_through_papermill(tmp_path):
+    import papermill
+    from pathlib import Path
+
+    notebook = Path(__file__).resolve().parent.parent / "notebooks" / "03_training.ipynb"
+    papermill.execute_notebook(
+        str(notebook), str(tmp_path / "out.ipynb"), cwd=str(notebook.parent),
+        kernel_name="python3", progress_bar=False,
+        parameters={"profile_name": "smoke", "seeds": [1, 2], "results_dir": str(tmp_path),
+                    "train_missing": True},
+    )
+    assert len(list(tmp_path.rglob(store.MANIFEST))) == 4
