@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -20,6 +20,7 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 from .config import SeparationTaskConfig, WMTaskConfig
+from .store import atomic_write_bytes
 
 ON_CHANNELS = (0, 2)
 OFF_CHANNELS = (1, 3)
@@ -194,15 +195,10 @@ def chaos_trajectories(
         x0 = initial_condition(system, cfg.data_seed, int(index))
         _, states = integrate(system, x0, cfg)
         out[row] = normalise(states, cfg.n_discard)
-        _atomic_save(path, out[row])
+        buffer = io.BytesIO()
+        np.save(buffer, out[row])
+        atomic_write_bytes(path, buffer.getvalue())
     return out
-
-
-def _atomic_save(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npy", delete=False) as tmp:
-        np.save(tmp, array)
-    os.replace(tmp.name, path)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from . import store
 from .config import RunConfig
 from .mine import MineEstimator, critic_step, make_critic_optimizer
-from .models import LeakyRNN
+from .models import LeakyRNN, split_groups
 from .optim import clip_per_tensor_norm, make_optimizer
 from .tasks import wm_batch
 
@@ -89,13 +89,6 @@ def _segment(state: WMState, config: RunConfig, x0_normal: bool, grad: bool,
     return x, z, targets
 
 
-def _groups(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rates r = tanh(x) of G1 and G2: two (B, T, N/2) tensors."""
-    rates = torch.tanh(x)
-    half = rates.shape[-1] // 2
-    return rates[..., :half], rates[..., half:]
-
-
 def critic_phase(state: WMState, config: RunConfig, n_steps: int, x0_normal: bool
                  ) -> list[float]:
     """`n_steps` SM steps, each on its own fresh batch, with the RNN frozen.
@@ -107,7 +100,7 @@ def critic_phase(state: WMState, config: RunConfig, n_steps: int, x0_normal: boo
         x, _, _ = _segment(state, config, x0_normal, grad=False, n_batches=n_steps)
     values = []
     for chunk in x.split(config.task.batch_size):
-        g1, g2 = _groups(chunk)
+        g1, g2 = split_groups(torch.tanh(chunk))
         values.append(critic_step(state.estimator, state.critic_opt, g1, g2, state.generator,
                                   config.estimator))
     return values
@@ -135,7 +128,7 @@ def model_phase_step(state: WMState, config: RunConfig) -> dict[str, float]:
     x, z, y = _segment(state, config, x0_normal=True, grad=True)
     mse = (z - y).square().mean()
     l2 = l2_penalty(state.model, config)
-    g1, g2 = _groups(x)
+    g1, g2 = split_groups(torch.tanh(x))
     for p in state.estimator.parameters():
         p.requires_grad_(False)
     try:
