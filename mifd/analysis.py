@@ -77,3 +77,54 @@ def condition_summary(finals: pd.DataFrame, threshold: float = SUCCESS_ACCURACY)
         f"success rate (accuracy > {threshold})": grouped["accuracy"].apply(
             lambda a: float((a > threshold).mean())),
     })
+
+
+# --- functional and structural differentiation (SPEC §6.2–6.4) ---------------------------
+
+def two_groups(n_units: int) -> np.ndarray:
+    """Group labels 0 (G1, units 0…N/2−1) and 1 (G2, units N/2…N−1): (n_units,) int."""
+    return (np.arange(n_units) >= n_units // 2).astype(int)
+
+
+def symmetrised_weights(matrix: np.ndarray, negative: str | None = None) -> np.ndarray:
+    """A = |M_off| + |M_off|ᵀ with a zero diagonal (SPEC §6.4): (N, N) → (N, N).
+
+    `negative` must be "abs" when M has negative entries (weights, signed correlations):
+    the caller states that their magnitudes are used; otherwise negative entries are refused.
+    """
+    m = np.array(matrix, dtype=float)
+    if m.ndim != 2 or m.shape[0] != m.shape[1]:
+        raise ValueError(f"expected a square matrix, got shape {m.shape}")
+    np.fill_diagonal(m, 0.0)
+    if (m < 0).any() and negative != "abs":
+        raise ValueError("the matrix has negative entries; pass negative='abs' to use magnitudes")
+    m = np.abs(m)
+    return m + m.T
+
+
+def modularity(adjacency: np.ndarray, groups: np.ndarray) -> tuple[float, float]:
+    """Newman's Q of a fixed partition on a symmetric nonnegative matrix, and Q / Q_max.
+
+    Q = (1/2m) Σ_ij [A_ij − k_i k_j / 2m] δ(g_i, g_j);  Q_max = 1 − (1/2m) Σ_ij k_i k_j/2m δ(g_i, g_j).
+    """
+    a = np.asarray(adjacency, dtype=float)
+    k = a.sum(axis=1)
+    two_m = k.sum()
+    if two_m <= 0:
+        raise ValueError("the matrix has no weight; modularity is undefined")
+    same = np.equal.outer(groups, groups)
+    expected = (np.outer(k, k) / two_m * same).sum() / two_m
+    q = (a * same).sum() / two_m - expected
+    return float(q), float(q / (1.0 - expected))
+
+
+def d_index(a: np.ndarray, b: np.ndarray, groups: np.ndarray) -> float:
+    """Separation index D = |Σ_{G1}(a − b) − Σ_{G2}(a − b)| / Σ(a + b) ∈ [0, 1] (SPEC §6.3).
+
+    a, b: (N,) nonnegative strengths of each neuron towards sub-task 1 and sub-task 2.
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if (a < 0).any() or (b < 0).any():
+        raise ValueError("D needs nonnegative strengths (pass magnitudes)")
+    diff = a - b
+    return float(abs(diff[groups == 0].sum() - diff[groups == 1].sum()) / (a + b).sum())
