@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.stats import wilcoxon
 
 from .config import WMTaskConfig
 from .tasks import OFF_CHANNELS, ON_CHANNELS, WMBatch
@@ -128,3 +129,128 @@ def d_index(a: np.ndarray, b: np.ndarray, groups: np.ndarray) -> float:
         raise ValueError("D needs nonnegative strengths (pass magnitudes)")
     diff = a - b
     return float(abs(diff[groups == 0].sum() - diff[groups == 1].sum()) / (a + b).sum())
+
+
+# --- neuron–target correlations and the indices of one network (SPEC §6.2–6.5) ----------
+
+BIT_ROWS = tuple(zip(ON_CHANNELS, OFF_CHANNELS))  # W_in rows of bit 1 (ON1, OFF1), of bit 2
+INDEX_NAMES = ("Q_str", "Q_nom_str", "Q_corr", "Q_nom_corr", "D_corr", "D_in", "D_out")
+
+
+def pooled(x: np.ndarray, n_transient: int) -> np.ndarray:
+    """(B, T, K) → the scored samples (B·(T − n_transient), K), sequences and steps pooled."""
+    return x[:, n_transient:].reshape(-1, x.shape[-1])
+
+
+def cross_correlations(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation of every column of a (S, Ka) with every column of b (S, Kb): (Ka, Kb)."""
+    a = (a - a.mean(axis=0)) / a.std(axis=0)
+    b = (b - b.mean(axis=0)) / b.std(axis=0)
+    return a.T @ b / a.shape[0]
+
+
+def target_correlations(x: np.ndarray, targets: np.ndarray, n_transient: int) -> np.ndarray:
+    """c_i^(j) = corr(x_i, y_j) over the pooled scored samples (SPEC §6.2): (N, 2).
+
+    x: pre-activation states (B, T, N); targets: (B, T, 2), aligned with x step by step.
+    """
+    return cross_correlations(pooled(x, n_transient), pooled(targets, n_transient))
+
+
+def neuron_correlations(x: np.ndarray, n_transient: int) -> np.ndarray:
+    """The neuron–neuron Pearson correlation matrix C of x over the pooled samples: (N, N)."""
+    samples = pooled(x, n_transient)
+    return cross_correlations(samples, samples)
+
+
+def correlation_difference(c: np.ndarray) -> np.ndarray:
+    """d_i = |c_i^(1)| − |c_i^(2)| for c of shape (N, 2): (N,)."""
+    return np.abs(c[:, 0]) - np.abs(c[:, 1])
+
+
+def input_strengths(w_in: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each neuron's summed |W_in| from bit 1's channels and from bit 2's: two (N,) arrays."""
+    magnitude = np.abs(w_in)
+    return tuple(magnitude[list(rows)].sum(axis=0) for rows in BIT_ROWS)
+
+
+def wm_indices(parameters: dict[str, np.ndarray], x: np.ndarray, targets: np.ndarray,
+               n_transient: int) -> dict[str, float]:
+    """All differentiation indices of one working-memory network (SPEC §6.3–6.4).
+
+    parameters: {"w_in" (4, N), "w_rec" (N, N), "w_out" (N, 2), …}; x, targets: a replayed
+    batch (B, T, N) and (B, T, 2). Returns Q_str and Q_nom_str on W_rec, Q_corr and
+    Q_nom_corr on the neuron correlation matrix, and D_corr, D_in, D_out.
+    """
+    groups = two_groups(x.shape[-1])
+    c = np.abs(target_correlations(x, targets, n_transient))
+    w_out = np.abs(parameters["w_out"])
+    q_str = modularity(symmetrised_weights(parameters["w_rec"], negative="abs"), groups)
+    q_corr = modularity(symmetrised_weights(neuron_correlations(x, n_transient), negative="abs"),
+                        groups)
+    return {
+        "Q_str": q_str[0], "Q_nom_str": q_str[1], "Q_corr": q_corr[0], "Q_nom_corr": q_corr[1],
+        "D_corr": d_index(c[:, 0], c[:, 1], groups),
+        "D_in": d_index(*input_strengths(parameters["w_in"]), groups),
+        "D_out": d_index(w_out[:, 0], w_out[:, 1], groups),
+    }
+
+
+def pearson_r(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two (N,) arrays."""
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+# --- when each index emerges (beyond the paper: SPEC §6.7 [rec]) --------------------------
+
+def onset_time(epochs: np.ndarray, values: np.ndarray, fraction: float,
+               from_start: bool = False) -> float:
+    """The first evaluated epoch at which `values` reaches `fraction` of its final value.
+
+    epochs, values: (n_evaluations,), in training order. With `from_start` the level is
+    that fraction of the rise from the first value instead: v₀ + fraction·(v_final − v₀),
+    which does not count an index as grown when it merely starts above zero. NaN when
+    there is nothing to reach: a final value (or rise) that is not positive.
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must lie in (0, 1], got {fraction}")
+    start = values[0] if from_start else 0.0
+    growth = values[-1] - start
+    if not growth > 0:
+        return float("nan")
+    return float(epochs[np.argmax(values >= start + fraction * growth)])
+
+
+def onset_table(courses: pd.DataFrame, indices: tuple[str, ...],
+                fractions: tuple[float, ...] = (0.5, 0.9), from_start: bool = False
+                ) -> pd.DataFrame:
+    """t50/t90 (epochs) of each index per run, as `onset_time` defines them.
+
+    courses: one row per (run, evaluated epoch) with columns "run", "epoch" and the indices.
+    Returns one row per run with a column "t50 Q_corr", "t90 Q_corr", … per index and fraction.
+    """
+    rows = []
+    for run, course in courses.sort_values("epoch").groupby("run", sort=False):
+        row = {"run": run}
+        for name in indices:
+            for f in fractions:
+                row[f"t{round(100 * f)} {name}"] = onset_time(
+                    course["epoch"].to_numpy(), course[name].to_numpy(), f, from_start)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("run")
+
+
+def precedence_test(earlier: np.ndarray, later: np.ndarray) -> dict[str, float]:
+    """Paired one-sided Wilcoxon signed-rank test of earlier < later (e.g. t50 values).
+
+    Pairs with a NaN are dropped; tied pairs are dropped by the test (Wilcoxon's zero
+    method). Returns n (pairs used), n_earlier / n_later / n_tied, the median difference
+    (earlier − later) and p (NaN when no pair differs).
+    """
+    diff = np.asarray(earlier, dtype=float) - np.asarray(later, dtype=float)
+    diff = diff[~np.isnan(diff)]
+    nonzero = diff[diff != 0]
+    p = float(wilcoxon(nonzero, alternative="less").pvalue) if nonzero.size else float("nan")
+    return {"n": int(diff.size), "n_earlier": int((diff < 0).sum()),
+            "n_later": int((diff > 0).sum()), "n_tied": int((diff == 0).sum()),
+            "median difference": float(np.median(diff)) if diff.size else float("nan"), "p": p}

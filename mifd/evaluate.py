@@ -8,8 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 
+from .analysis import wm_indices
 from .config import RunConfig
 from .models import LeakyRNN
 from .tasks import wm_batch
@@ -55,3 +57,21 @@ def replay_wm(config: RunConfig, parameters: dict[str, np.ndarray], seed: int,
 def final_parameters(snapshots: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The last snapshot of each parameter: {name: array}."""
     return {name: values[-1] for name, values in snapshots.items()}
+
+
+def index_courses(record, seed: int, batch_size: int | None = None) -> pd.DataFrame:
+    """Every differentiation index at every snapshot of a run (SPEC §6.7).
+
+    Each snapshot is restored and run on a fresh batch drawn from `seed` (the same batch
+    for every snapshot, so the courses differ only through the parameters). Returns one
+    row per snapshot: "seed", "lambda_mi", "epoch" and the columns of `analysis.wm_indices`.
+    """
+    rows = []
+    for k, epoch in enumerate(record.snapshot_epochs):
+        parameters = {name: values[k] for name, values in record.snapshots.items()}
+        replay = replay_wm(record.config, parameters, seed, batch_size)
+        rows.append({"seed": record.seed, "lambda_mi": record.config.training.lambda_mi,
+                     "epoch": int(epoch),
+                     **wm_indices(parameters, replay.x, replay.targets,
+                                  record.config.task.n_transient)})
+    return pd.DataFrame(rows)

@@ -89,16 +89,22 @@ CONDITION_COLORS = ("tab:blue", "tab:gray", "tab:green", "tab:purple")
 
 def learning_curves(curves: dict[str, dict[str, np.ndarray]], ylabels: dict[str, str],
                     xlabel: str = "epoch (= model updates)",
-                    ylims: dict[str, tuple[float | None, float | None]] | None = None) -> Figure:
+                    ylims: dict[str, tuple[float | None, float | None]] | None = None,
+                    x: np.ndarray | None = None, columns: int | None = None) -> Figure:
     """Panels of training curves: each run thin, the mean over runs thick, a colour per condition.
 
-    curves: {quantity: {condition label: (n_runs, epochs) array}}; ylabels: {quantity: label};
-    ylims: optional {quantity: (bottom, top)} display range (None keeps matplotlib's).
+    curves: {quantity: {condition label: (n_runs, n_points) array}}; ylabels: {quantity: label};
+    ylims: optional {quantity: (bottom, top)} display range (None keeps matplotlib's);
+    x: the (n_points,) abscissa (default epochs 1…n_points); columns: panels per row.
     """
-    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.6), squeeze=False)
-    for ax, (quantity, by_condition) in zip(axes[0], curves.items()):
+    columns = columns or len(curves)
+    rows = -(-len(curves) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.6 * rows), squeeze=False)
+    for ax in axes.flat[len(curves):]:
+        ax.set_visible(False)
+    for ax, (quantity, by_condition) in zip(axes.flat, curves.items()):
         for color, (label, values) in zip(CONDITION_COLORS, by_condition.items()):
-            epochs = np.arange(1, values.shape[1] + 1)
+            epochs = np.arange(1, values.shape[1] + 1) if x is None else x
             ax.plot(epochs, values.T, color=color, lw=0.5, alpha=0.3)
             ax.plot(epochs, values.mean(axis=0), color=color, lw=2,
                     label=f"{label} (mean of {values.shape[0]})")
@@ -192,5 +198,136 @@ def mine_noise_asymmetry(scales: np.ndarray, offset: np.ndarray, measured_scales
     ax.set_xlabel("std s of each activity component (activity units)")
     ax.set_ylabel("spurious estimate for independent groups (nats)")
     ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def _group_legend_labels(n_units: int) -> tuple[str, str]:
+    half = n_units // 2
+    return f"G1 (units 0–{half - 1})", f"G2 (units {half}–{n_units - 1})"
+
+
+def correlation_scatter(panels: dict[str, np.ndarray], groups: np.ndarray) -> Figure:
+    """The paper's Figure 5: each neuron's |c^(1)| against |c^(2)|, a panel per condition.
+
+    panels: {condition label: c (N, 2) neuron–target correlations}; groups: (N,) 0/1 labels,
+    drawn as circles (G1) and triangles (G2).
+    """
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.4), squeeze=False)
+    names = _group_legend_labels(len(groups))
+    for ax, letter, (label, c) in zip(axes[0], "ABCD", panels.items()):
+        magnitude = np.abs(c)
+        for g, (marker, color) in enumerate((("o", "tab:blue"), ("^", "tab:red"))):
+            sel = groups == g
+            ax.scatter(magnitude[sel, 0], magnitude[sel, 1], marker=marker, facecolors="none",
+                       edgecolors=color, label=names[g])
+        ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls=":")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_aspect("equal")
+        ax.set_xlabel("|c⁽¹⁾|: |corr(xᵢ, bit-1 target)|")
+        ax.set_ylabel("|c⁽²⁾|: |corr(xᵢ, bit-2 target)|")
+        ax.set_title(label)
+        ax.set_title(letter, loc="left", fontweight="bold")
+        ax.legend(fontsize="small", loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def _group_boundaries(ax, n_units: int, vertical: bool = True, horizontal: bool = True) -> None:
+    edge = n_units / 2 - 0.5
+    if vertical:
+        ax.axvline(edge, color="white", lw=1.5)
+    if horizontal:
+        ax.axhline(edge, color="white", lw=1.5)
+
+
+def correlation_matrices(panels: dict[str, np.ndarray]) -> Figure:
+    """Neuron–neuron correlation matrices (N, N) side by side, group boundary marked."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 4.2), squeeze=False)
+    for ax, (label, matrix) in zip(axes[0], panels.items()):
+        image = ax.imshow(matrix, cmap="RdBu_r", vmin=-1, vmax=1)
+        _group_boundaries(ax, matrix.shape[0])
+        ax.set_title(label)
+        ax.set_xlabel("neuron j")
+        ax.set_ylabel("neuron i")
+        fig.colorbar(image, ax=ax, label="corr(xᵢ, xⱼ)", shrink=0.8)
+    fig.tight_layout()
+    return fig
+
+
+def weight_magnitudes(w_in: np.ndarray, w_rec: np.ndarray, w_out: np.ndarray,
+                      title: str) -> Figure:
+    """|W_in| (4, N) above |W_rec| (N, N), with |W_out| (N, 2) to its right; one colour scale
+    per matrix, the group boundary marked."""
+    n = w_rec.shape[0]
+    fig = plt.figure(figsize=(7.5, 7.2))
+    grid = fig.add_gridspec(2, 2, width_ratios=[n, 6], height_ratios=[6, n], wspace=0.35,
+                            hspace=0.1)
+    ax_in, ax_rec, ax_out = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[1, 0]), \
+        fig.add_subplot(grid[1, 1])
+    for ax, matrix, name in ((ax_in, w_in, "|W_in|"), (ax_rec, w_rec, "|W_rec|"),
+                             (ax_out, w_out, "|W_out|")):
+        image = ax.imshow(np.abs(matrix), cmap="viridis", aspect="auto")
+        fig.colorbar(image, ax=ax, label=name, shrink=0.9, pad=0.02)
+    _group_boundaries(ax_in, n, horizontal=False)
+    _group_boundaries(ax_rec, n)
+    _group_boundaries(ax_out, n, vertical=False)
+    ax_in.set_yticks(range(4), ["ON1", "OFF1", "ON2", "OFF2"])
+    ax_in.set_xticks([])
+    ax_in.set_title(title)
+    ax_rec.set_xlabel("postsynaptic neuron j")
+    ax_rec.set_ylabel("presynaptic neuron i")
+    ax_out.set_xticks([0, 1], ["bit 1", "bit 2"])
+    ax_out.set_yticks([])
+    return fig
+
+
+def specialisation_scatter(d: np.ndarray, differences: dict[str, np.ndarray],
+                           groups: np.ndarray, title: str) -> Figure:
+    """d_i = |c_i^(1)| − |c_i^(2)| against weight differences (e.g. d_out, d_in), Pearson r shown.
+
+    d: (N,); differences: {axis label: (N,)}; groups: (N,) 0/1 (circles / triangles).
+    """
+    fig, axes = plt.subplots(1, len(differences), figsize=(4.6 * len(differences), 4),
+                             squeeze=False)
+    names = _group_legend_labels(len(groups))
+    for ax, (label, values) in zip(axes[0], differences.items()):
+        for g, (marker, color) in enumerate((("o", "tab:blue"), ("^", "tab:red"))):
+            sel = groups == g
+            ax.scatter(values[sel], d[sel], marker=marker, facecolors="none", edgecolors=color,
+                       label=names[g])
+        r = np.corrcoef(values, d)[0, 1]
+        ax.set_title(f"Pearson r = {r:.2f}")
+        ax.axhline(0, color="0.7", lw=0.8)
+        ax.axvline(0, color="0.7", lw=0.8)
+        ax.set_xlabel(label)
+        ax.set_ylabel("dᵢ = |c⁽¹⁾ᵢ| − |c⁽²⁾ᵢ|")
+        ax.legend(fontsize="small")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def block_weight_distributions(panels: dict[str, np.ndarray], groups: np.ndarray) -> Figure:
+    """Complementary cumulative distributions of |W_rec| per block (G1→G1, G1→G2, …).
+
+    panels: {condition label: W_rec (N, N), row = presynaptic}; groups: (N,) 0/1. Log y
+    shows the tails, where within-group and between-group weights differ.
+    """
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 3.8), squeeze=False,
+                             sharey=True)
+    for ax, (label, w_rec) in zip(axes[0], panels.items()):
+        magnitude = np.abs(w_rec)
+        for (pre, post), color in zip(((0, 0), (0, 1), (1, 0), (1, 1)), plt.cm.tab10.colors):
+            block = np.sort(magnitude[np.ix_(groups == pre, groups == post)].ravel())
+            survival = 1 - np.arange(block.size) / block.size
+            ax.step(block, survival, where="post", color=color,
+                    label=f"G{pre + 1}→G{post + 1} (mean {block.mean():.3f})")
+        ax.set_yscale("log")
+        ax.set_xlabel("|W_rec| (weight magnitude)")
+        ax.set_title(label)
+        ax.legend(fontsize="small")
+    axes[0, 0].set_ylabel("fraction of weights ≥ value")
     fig.tight_layout()
     return fig

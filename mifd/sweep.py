@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Iterable
 
 from . import store
-from .config import RunConfig
+from .config import RunConfig, profile
 from .train import train_wm
 
 
@@ -37,3 +37,16 @@ def collect(config: RunConfig, seeds: Iterable[int], root: Path | None = None,
         else:
             records.append(store.load_record(store.run_dir(config, seed, root)))
     return records
+
+
+def wm_conditions(profile_name: str, lambda_mi: float, epochs: int | None = None
+                  ) -> dict[str, RunConfig]:
+    """The two working-memory conditions a chapter compares: {label: config} for λ and the
+    λ = 0 control, at `profile_name` with `epochs` overriding the profile's when given."""
+    base = profile(profile_name, "wm")
+    if epochs is not None:
+        base = base.replace(**{"training.epochs": epochs})
+    return {
+        f"λ = {lambda_mi:g}": base.replace(**{"training.lambda_mi": lambda_mi}),
+        "λ = 0 (control)": base.replace(**{"training.lambda_mi": 0.0}),
+    }

@@ -1,6 +1,7 @@
 """Differentiation indices on cases with known answers (SPEC §6.3–6.4)."""
 import networkx as nx
 import numpy as np
+import pandas as pd
 import pytest
 
 from mifd import analysis
@@ -45,3 +46,73 @@ def test_d_index_two_neurons_by_hand():
     assert analysis.d_index([0.6, 0.1], [0.2, 0.3], groups) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="nonnegative"):
         analysis.d_index([-1.0, 0.0], [0.0, 1.0], groups)
+
+
+def test_target_correlations_pool_scored_samples_only():
+    rng = np.random.default_rng(1)
+    y = rng.choice([-1.0, 1.0], size=(3, 50, 2))
+    x = np.stack([y[..., 0], -2 * y[..., 1] + 1, rng.normal(size=(3, 50))], axis=-1)
+    x[:, :10] = rng.normal(size=(3, 10, 3)) * 100  # a transient that must not count
+    c = analysis.target_correlations(x, y, n_transient=10)
+    assert c[:2].round(9).tolist() == [[1.0, pytest.approx(0.0, abs=0.3)],
+                                      [pytest.approx(0.0, abs=0.3), -1.0]]
+    assert analysis.correlation_difference(c)[:2] == pytest.approx(
+        [1 - abs(c[0, 1]), abs(c[1, 0]) - 1])
+    matrix = analysis.neuron_correlations(x, 10)
+    assert np.allclose(matrix, np.corrcoef(x[:, 10:].reshape(-1, 3).T))
+
+
+def test_indices_of_a_perfectly_specialised_network():
+    n = 6
+    groups = analysis.two_groups(n)
+    rng = np.random.default_rng(2)
+    y = rng.choice([-1.0, 1.0], size=(4, 200, 2))
+    # G1 copies bit 1, G2 copies bit 2, each unit with its own small noise
+    x = y[..., groups] + 0.1 * rng.normal(size=(4, 200, n))
+    w_in = np.zeros((4, n))
+    w_in[np.ix_([0, 1], groups == 0)] = 1.0
+    w_in[np.ix_([2, 3], groups == 1)] = -1.0
+    w_out = np.zeros((n, 2))
+    w_out[groups == 0, 0] = 0.5
+    w_out[groups == 1, 1] = -0.5
+    w_rec = np.kron(np.eye(2), np.ones((3, 3)))
+    idx = analysis.wm_indices({"w_in": w_in, "w_rec": w_rec, "w_out": w_out}, x, y, 0)
+    assert idx["D_in"] == pytest.approx(1.0) and idx["D_out"] == pytest.approx(1.0)
+    assert idx["Q_str"] == pytest.approx(0.5) and idx["Q_nom_str"] == pytest.approx(1.0)
+    # only the chance correlation between the two random bits keeps these below 1
+    assert idx["D_corr"] > 0.9 and idx["Q_nom_corr"] > 0.9
+
+
+def test_onset_time_is_the_first_epoch_reaching_the_fraction():
+    epochs = np.array([0, 25, 50, 75, 100])
+    values = np.array([0.0, 0.2, 0.6, 0.5, 1.0])
+    assert analysis.onset_time(epochs, values, 0.5) == 50
+    assert analysis.onset_time(epochs, values, 0.9) == 100
+    assert analysis.onset_time(epochs, values, 0.2) == 25
+    assert np.isnan(analysis.onset_time(epochs, -values, 0.5))
+    # from the start: 0.4 + 0.5·(0.6 − 0.4) = 0.5 is first reached at epoch 75
+    shifted = np.array([0.4, 0.45, 0.42, 0.5, 0.6])
+    assert analysis.onset_time(epochs, shifted, 0.5) == 0
+    assert analysis.onset_time(epochs, shifted, 0.5, from_start=True) == 75
+    assert np.isnan(analysis.onset_time(epochs, shifted[::-1], 0.5, from_start=True))
+    with pytest.raises(ValueError, match="fraction"):
+        analysis.onset_time(epochs, values, 1.5)
+
+
+def test_onset_table_and_precedence_test():
+    epochs = np.arange(0, 125, 25)
+    rows = []
+    for run in range(6):
+        fast = np.minimum(1, epochs / (25 + 10 * (run % 2)))  # 50 % reached at epoch 25
+        slow = np.minimum(1, epochs / 100)                    # 50 % reached at epoch 50
+        rows += [{"run": run, "epoch": e, "Q_corr": f, "Q_str": s}
+                 for e, f, s in zip(epochs, fast, slow)]
+    table = analysis.onset_table(pd.DataFrame(rows), ("Q_corr", "Q_str"))
+    assert table["t50 Q_str"].tolist() == [50.0] * 6
+    assert table["t90 Q_str"].tolist() == [100.0] * 6
+    assert table["t50 Q_corr"].tolist() == [25.0] * 6
+    test = analysis.precedence_test(table["t50 Q_corr"], table["t50 Q_str"])
+    assert (test["n"], test["n_earlier"], test["n_tied"]) == (6, 6, 0)
+    assert test["p"] == pytest.approx(1 / 2 ** 6)  # exact: all six signs agree
+    tied = analysis.precedence_test(np.array([1.0, np.nan]), np.array([1.0, 2.0]))
+    assert tied["n"] == 1 and tied["n_tied"] == 1 and np.isnan(tied["p"])
