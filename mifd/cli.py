@@ -1,7 +1,7 @@
-"""Command line: `mifd book` and `mifd train`.
+"""Command line: `mifd book`, `mifd train` and `mifd sweep`.
 
 Bad arguments print one line and exit with code 2, never a traceback, and never leave a
-half-written result.
+half-written result. A run that fails (diverges, or its worker dies) exits with code 1.
 """
 from __future__ import annotations
 
@@ -46,6 +46,29 @@ def _float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
+def _seeds(text: str) -> list[int]:
+    """"7" → [7]; "1001-1010" → [1001, …, 1010] (inclusive)."""
+    first, dash, last = text.partition("-")
+    try:
+        low, high = _nonnegative_int(first), _nonnegative_int(last) if dash else None
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected a seed or a range like 1001-1010, got {text!r}") from None
+    if high is None:
+        return [low]
+    if high < low:
+        raise argparse.ArgumentTypeError(f"empty seed range {text!r}")
+    return list(range(low, high + 1))
+
+
+def _setting(text: str) -> tuple[str, list[Any]]:
+    """"training.epochs=5,10" → ("training.epochs", [5, 10])."""
+    name, equals, values = text.partition("=")
+    if not equals or not name or not values:
+        raise argparse.ArgumentTypeError(f"expected section.field=VALUE[,VALUE...], got {text!r}")
+    return name, [_literal(v) for v in values.split(",")]
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with a one-line error (usage is one `--help` away) and exit code 2."""
 
@@ -72,7 +95,30 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=_positive_int, default=None)
     train.add_argument("--results", type=Path, default=None,
                        help="results directory (default: the repository's results/)")
+    train.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    sweep = commands.add_parser(
+        "sweep", help="train every run of a grid that is not stored yet, in parallel")
+    sweep.add_argument("task", choices=["wm"], help="wm: the 2-bit working memory")
+    sweep.add_argument("--profile", nargs="+", choices=PROFILES, default=["book"])
+    sweep.add_argument("--seeds", nargs="+", type=_seeds, required=True,
+                       help="seeds and ranges, e.g. 1001-1010 2000")
+    sweep.add_argument("--lambda-mi", nargs="+", type=_float, default=[None],
+                       help="MI penalty weights λ (default: the profile's)")
+    sweep.add_argument("--set", type=_setting, action="append", default=[],
+                       metavar="FIELD=V1,V2", help="grid over any setting, e.g. "
+                       "training.epochs=100,200 (repeatable)")
+    sweep.add_argument("--workers", type=_positive_int, default=None,
+                       help="local worker processes (default: one per core)")
+    sweep.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="submit to this dask.distributed scheduler instead of local workers")
+    sweep.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    sweep.add_argument("--results", type=Path, default=None,
+                       help="results directory (default: the repository's results/)")
+    sweep.add_argument("--dry-run", action="store_true",
+                       help="list the runs and whether each is stored; train nothing")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -82,10 +128,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "book":
             return _book(args, parser)
+        if args.command == "sweep":
+            return _sweep(args)
         return _train(args)
     except ValueError as error:
         print(f"mifd: error: {error}", file=sys.stderr)
         return 2
+    except FloatingPointError as error:  # train.RunFailed: recorded in the run directory
+        print(f"mifd: run failed: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("mifd: interrupted; the run resumes from its last checkpoint", file=sys.stderr)
         return 130
@@ -108,8 +159,9 @@ def _book(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from .config import profile
-    from .train import train_wm
+    from .train import resolve_device, train_wm
 
+    resolve_device(args.device)
     config = profile(args.profile, args.task)
     changes: dict[str, Any] = {}
     if args.lambda_mi is not None:
@@ -117,8 +169,45 @@ def _train(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         changes["training.epochs"] = args.epochs
     config = config.replace(**changes)
-    record = train_wm(config, args.seed, root=args.results, progress=not args.quiet)
+    record = train_wm(config, args.seed, root=args.results, progress=not args.quiet,
+                      device=args.device)
     history = record.history
     print(f"stored {record.path}: final accuracy {history['accuracy'][-1]:.3f}, "
           f"MSE {history['mse'][-1]:.4f}, Î {history['mi_before'][-1]:.3f} nats")
     return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from . import store, sweep
+    from .train import resolve_device
+
+    resolve_device(args.device)
+    names = [name for name, _ in args.set]
+    if len(set(names)) != len(names):
+        raise ValueError(f"--set: a setting is given twice ({', '.join(names)})")
+    seeds = list(dict.fromkeys(s for group in args.seeds for s in group))
+    runs = sweep.grid(args.task, args.profile, seeds, args.lambda_mi, dict(args.set))
+    if args.dry_run:
+        plan = pd.DataFrame([
+            {"run": run.label, "config hash": run.config.config_hash(),
+             "stored": store.is_complete(store.run_dir(run.config, run.seed, args.results))}
+            for run in runs])
+        print(plan.to_string(index=False))
+        return 0
+    if args.scheduler is not None:
+        with sweep.dask_executor(args.scheduler) as executor:
+            summary = sweep.run_sweep(runs, executor, args.results, args.device, not args.quiet)
+    else:
+        executor = sweep.ProcessPerRun(args.workers)
+        try:
+            summary = sweep.run_sweep(runs, executor, args.results, args.device, not args.quiet)
+        finally:  # on an interruption, stop the workers; their runs resume next time
+            executor.shutdown(cancel_futures=True)
+    columns = ["profile", "lambda_mi", "seed", "status", "accuracy", "mi", "reason"]
+    print(summary[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    counts = summary["status"].value_counts()
+    print(", ".join(f"{counts.get(k, 0)} {k}" for k in ("stored", "trained", "failed")))
+    return 1 if counts.get("failed", 0) else 0
+

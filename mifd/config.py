@@ -31,21 +31,39 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
+def _type_error(value: Any, annotation: str) -> str | None:
+    """Why `value` does not fit the field annotation ("int", "float", "float | None", "bool",
+    "str"), or None when it does."""
+    if annotation.endswith("| None"):
+        if value is None:
+            return None
+        annotation = annotation.removesuffix("| None").strip()
+    if annotation == "bool":
+        return None if isinstance(value, bool) else "expected true or false"
+    if annotation == "str":
+        return None if isinstance(value, str) else "expected a string"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "expected a whole number" if annotation == "int" else "expected a finite number"
+    if annotation == "int" and not isinstance(value, int):
+        return "expected a whole number"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "expected a finite number"
+    return None
+
+
 class _Validated:
-    """Mixin: check every field against the rule in its metadata after construction."""
+    """Mixin: check every field's type against its annotation and its value against the rule
+    in its metadata, after construction."""
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            problem = _type_error(value, str(f.type))
+            if problem is not None:
+                raise ValueError(f"{type(self).__name__}.{f.name}: {problem}, got {value!r}")
             rule = f.metadata.get("rule")
             if rule is None or value is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-                isinstance(value, float) and not math.isfinite(value)
-            ):
-                raise ValueError(
-                    f"{type(self).__name__}.{f.name}: expected a finite number, got {value!r}"
-                )
             ok, message = _RULES[rule]
             if not ok(value):
                 raise ValueError(f"{type(self).__name__}.{f.name} {message}, got {value!r}")
@@ -187,6 +205,7 @@ _SECTIONS = {
     "training": TrainingConfig,
 }
 _TASK_CONFIG = {"wm": WMTaskConfig, "separation": SeparationTaskConfig}
+_TASK_MODEL = {"wm": "leaky_rnn", "separation": "gru"}  # SPEC §2: the model of each task
 
 
 @dataclass(frozen=True)
@@ -208,6 +227,10 @@ class RunConfig:
             raise ValueError(
                 f"RunConfig.task must be a {expected.__name__} for task {self.task_name!r}"
             )
+        kind = _TASK_MODEL[self.task_name]
+        if self.model.kind != kind:
+            raise ValueError(f"ModelConfig.kind must be {kind!r} for task {self.task_name!r}, "
+                             f"got {self.model.kind!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -223,7 +246,9 @@ class RunConfig:
         sections = dict(_SECTIONS, task=_TASK_CONFIG[task_name])
         kwargs: dict[str, Any] = {"task_name": task_name, "profile": data.get("profile", "custom")}
         for name, section_cls in sections.items():
-            values = dict(data.get(name, {}))
+            values = data.get(name, {})
+            if not isinstance(values, dict):
+                raise ValueError(f"RunConfig.{name}: expected a mapping of fields, got {values!r}")
             known = {f.name for f in dataclasses.fields(section_cls)}
             unknown = sorted(set(values) - known)
             if unknown:

@@ -10,7 +10,8 @@ Layout of a record, `results/<task>/<config hash>/seed-<seed>/`:
                      complete record, and a changed or truncated file is detected
 
 While a run is in progress its directory holds only `checkpoint.pt` (never committed); a
-run killed at any point therefore never leaves a record that looks complete.
+run killed at any point therefore never leaves a record that looks complete. A run that
+diverged holds `failure.json` instead, saying why it stopped.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ RESULTS = ROOT / "results"
 RECORD_FILES = ("config.json", "history.json", "snapshots.npz", "provenance.json")
 MANIFEST = "manifest.json"
 CHECKPOINT = "checkpoint.pt"
+FAILURE = "failure.json"
 
 
 class RecordError(ValueError):
@@ -112,6 +114,17 @@ def save_record(
     manifest = {name: _sha256(directory / name) for name in RECORD_FILES}
     atomic_write_bytes(directory / MANIFEST, _json_bytes(manifest))
     return directory
+
+
+def record_failure(directory: Path, failure: dict[str, Any]) -> None:
+    """Write `failure` ({"reason": ..., ...}) as the run's failure.json, atomically."""
+    atomic_write_bytes(Path(directory) / FAILURE, _json_bytes(failure))
+
+
+def read_failure(directory: Path) -> dict[str, Any] | None:
+    """The recorded failure of a run, or None."""
+    path = Path(directory) / FAILURE
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def is_complete(directory: Path) -> bool:

@@ -49,14 +49,45 @@ class WMState:
     snapshot_epochs: list[int] = field(default_factory=list)
     seconds: float = 0.0
     commit: str = ""
+    sittings: list[int] = field(default_factory=list)
+
+    @property
+    def device(self) -> torch.device:
+        return self.generator.device
 
 
-def init_wm(config: RunConfig, seed: int) -> WMState:
-    """Model, statistics network, optimisers and random streams of a fresh run."""
+class RunFailed(FloatingPointError):
+    """The run diverged (non-finite loss); its failure is recorded in the run directory."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device for `name` ("cpu", "cuda", "cuda:1"); ValueError when it cannot be used."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device: unknown device {name!r}; use 'cpu' or 'cuda'") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device: {name!r} is not supported; use 'cpu' or 'cuda'")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {name!r} requested, but torch sees no CUDA GPU here")
+    return device
+
+
+def init_wm(config: RunConfig, seed: int, device: str = "cpu") -> WMState:
+    """Model, statistics network, optimisers and random streams of a fresh run.
+
+    The parameters are drawn on the CPU from `seed` whatever the device, so a run starts
+    from the same network everywhere; the training draws (noise, permutations) then come
+    from a generator on `device`, so CUDA runs follow a different random stream than CPU
+    runs (and differ from them beyond float rounding).
+    """
+    device = resolve_device(device)
     generator = torch.Generator().manual_seed(seed)
-    model = LeakyRNN(config.model, generator=generator)
+    model = LeakyRNN(config.model, generator=generator).to(device)
     half = config.model.n_units // 2
-    estimator = MineEstimator(half, half, config.estimator, generator=generator)
+    estimator = MineEstimator(half, half, config.estimator, generator=generator).to(device)
+    if device.type != "cpu":
+        generator = torch.Generator(device).manual_seed(seed)
     t = config.training
     model_opt = make_optimizer(model.parameters(), t.optimizer, t.lr, t.eps, rho=t.rho,
                                eps_inside_sqrt=t.rmsprop_eps_inside_sqrt)
@@ -76,12 +107,15 @@ def _segment(state: WMState, config: RunConfig, x0_normal: bool, grad: bool,
     """
     task = config.task
     batches = [wm_batch(task, state.rng) for _ in range(n_batches)]
-    inputs = torch.from_numpy(np.concatenate([b.inputs for b in batches]))
-    targets = torch.from_numpy(np.concatenate([b.targets[:, task.n_transient:] for b in batches]))
+    device = state.device
+    inputs = torch.from_numpy(np.concatenate([b.inputs for b in batches])).to(device)
+    targets = torch.from_numpy(
+        np.concatenate([b.targets[:, task.n_transient:] for b in batches])).to(device)
     n_units = config.model.n_units
     shape = (inputs.shape[0], n_units)
-    x0 = torch.randn(shape, generator=state.generator) if x0_normal else torch.zeros(shape)
-    noise = torch.randn((*inputs.shape[:2], n_units), generator=state.generator)
+    x0 = (torch.randn(shape, generator=state.generator, device=device) if x0_normal
+          else torch.zeros(shape, device=device))
+    noise = torch.randn((*inputs.shape[:2], n_units), generator=state.generator, device=device)
     x_start = state.model.run_transient(inputs[:, :task.n_transient], x0,
                                         noise[:, :task.n_transient])
     with torch.set_grad_enabled(grad):
@@ -160,7 +194,7 @@ def model_phase_step(state: WMState, config: RunConfig) -> dict[str, float]:
 def snapshot(state: WMState) -> None:
     """Record all model parameters at the current epoch."""
     for name, p in state.model.named_parameters():
-        state.snapshots.setdefault(name, []).append(p.detach().numpy().copy())
+        state.snapshots.setdefault(name, []).append(p.detach().cpu().numpy().copy())
     state.snapshot_epochs.append(state.epoch)
 
 
@@ -180,6 +214,7 @@ def _checkpoint(state: WMState) -> dict[str, Any]:
         "snapshot_epochs": state.snapshot_epochs,
         "seconds": state.seconds,
         "commit": state.commit,
+        "sittings": state.sittings,
     }
 
 
@@ -194,19 +229,25 @@ def save_checkpoint(state: WMState, path: Path) -> None:
 
 def load_checkpoint(state: WMState, path: Path) -> None:
     """Restore a state saved by `save_checkpoint` (weights_only: no arbitrary pickles)."""
-    data = torch.load(path, weights_only=True)
+    try:
+        data = torch.load(path, weights_only=True, map_location=state.device)
+    except Exception as error:  # an unpickling refusal or a damaged file: never run on it
+        raise store.RecordError(
+            f"{path}: not a loadable mifd checkpoint ({type(error).__name__}: "
+            f"{str(error).splitlines()[0]}); delete it to restart the run") from None
     state.epoch = data["epoch"]
     state.model.load_state_dict(data["model"])
     state.estimator.load_state_dict(data["estimator"])
     state.model_opt.load_state_dict(data["model_opt"])
     state.critic_opt.load_state_dict(data["critic_opt"])
-    state.generator.set_state(data["generator"])
+    state.generator.set_state(data["generator"].cpu())
     state.rng.bit_generator.state = data["rng"]
     state.history = data["history"]
     state.snapshots = {k: [t.numpy() for t in v] for k, v in data["snapshots"].items()}
     state.snapshot_epochs = list(data["snapshot_epochs"])
     state.seconds = data["seconds"]
     state.commit = data["commit"]
+    state.sittings = list(data.get("sittings", []))
 
 
 # --- the run -----------------------------------------------------------------------------
@@ -218,20 +259,27 @@ def train_wm(
     progress: bool = True,
     stop_after: int | None = None,
     on_epoch: Callable[[WMState], None] | None = None,
+    device: str = "cpu",
 ) -> store.RunRecord | None:
-    """Train (or resume) one working-memory run and store its record under `root`.
+    """Train (or resume) one working-memory run on `device` and store its record under `root`.
 
     Returns the stored record, or the existing one if it is already complete. `stop_after`
     ends the sitting after that many epochs of this call (the checkpoint stays; the next
-    call resumes) and then returns None.
+    call resumes) and then returns None. A non-finite loss stops the run with RunFailed
+    and a `failure.json` in its directory; a run with a recorded failure is not retried
+    until that directory is deleted.
     """
     if config.task_name != "wm":
         raise ValueError(f"train_wm needs a 'wm' config, got task {config.task_name!r}")
     directory = store.run_dir(config, seed, root)
     if store.is_complete(directory):
         return store.load_record(directory)
+    failure = store.read_failure(directory)
+    if failure is not None:
+        raise RunFailed(f"{directory}: failed earlier ({failure['reason']}); delete the "
+                        "directory to try again")
     checkpoint = directory / store.CHECKPOINT
-    state = init_wm(config, seed)
+    state = init_wm(config, seed, device)
     t = config.training
     if checkpoint.exists():
         load_checkpoint(state, checkpoint)
@@ -244,6 +292,7 @@ def train_wm(
         state.seconds += time.perf_counter() - started
         snapshot(state)
         save_checkpoint(state, checkpoint)
+    state.sittings.append(state.epoch)
     bar = tqdm(total=t.epochs, initial=state.epoch, disable=not progress,
                desc=f"wm seed {seed} λ={t.lambda_mi:g}", unit="epoch")
     done_this_call = 0
@@ -262,8 +311,12 @@ def train_wm(
         state.seconds += time.perf_counter() - started
         done_this_call += 1
         if not np.isfinite(logged["loss"]):
-            raise FloatingPointError(
-                f"epoch {state.epoch}: the loss became {logged['loss']}; stopping the run")
+            bar.close()
+            reason = f"the loss became {logged['loss']} at epoch {state.epoch}"
+            store.record_failure(directory, {"reason": reason, "epoch": state.epoch,
+                                             "logged": logged, "config": config.to_dict()})
+            raise RunFailed(f"{directory}: {reason}; the run stopped and its failure is "
+                            f"recorded in {store.FAILURE}")
         if state.epoch % t.snapshot_every == 0 or state.epoch == t.epochs:
             snapshot(state)
             save_checkpoint(state, checkpoint)
@@ -278,7 +331,8 @@ def train_wm(
         {k: np.stack(v) for k, v in state.snapshots.items()},
         np.asarray(state.snapshot_epochs),
         store.provenance({"git_commit": state.commit, "train_seconds": state.seconds,
-                          "seconds_per_epoch": state.seconds / max(t.epochs, 1)}),
+                          "seconds_per_epoch": state.seconds / max(t.epochs, 1),
+                          "device": str(state.device), "sittings": state.sittings}),
         root,
     )
     checkpoint.unlink(missing_ok=True)

@@ -6,9 +6,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _pyproject_deps() -> list[str]:
+    """The dependencies and every optional extra's."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return project["dependencies"] + [
+        d for extra in project.get("optional-dependencies", {}).values() for d in extra]
+
+
 def _pyproject_pins() -> dict[str, str]:
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    return dict(re.fullmatch(r"([A-Za-z0-9_.\-]+)==(\S+)", d).groups() for d in deps)
+    return dict(re.fullmatch(r"([A-Za-z0-9_.\-]+)==(\S+)", d).groups() for d in _pyproject_deps())
 
 
 def _environment_pins() -> dict[str, str]:
@@ -21,7 +27,7 @@ def _environment_pins() -> dict[str, str]:
 
 
 def test_every_dependency_is_pinned_exactly():
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    deps = _pyproject_deps()
     assert all("==" in d for d in deps), deps
 
 

@@ -1,0 +1,197 @@
+"""Sweeps through local processes and dask, and the faults they must survive."""
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from mifd import store, sweep, train
+from mifd.cli import main
+from mifd.config import profile
+
+SMOKE = profile("smoke", "wm")
+# Long enough (≈ 200 × 20 ms) to be killed in the middle, with a checkpoint every 2 epochs.
+SLOW = SMOKE.replace(**{"training.epochs": 200})
+RUNS = [sweep.Run(SMOKE, 31), sweep.Run(SMOKE.replace(**{"training.lambda_mi": 0.0}), 31)]
+
+
+def assert_same_records(a: store.RunRecord, b: store.RunRecord) -> None:
+    assert a.config == b.config and a.seed == b.seed
+    for key, values in a.history.items():
+        assert np.array_equal(values, b.history[key]), key
+    for name, values in a.snapshots.items():
+        assert np.array_equal(values, b.snapshots[name]), name
+
+
+def load(run, root):
+    return store.load_record(store.run_dir(run.config, run.seed, root))
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """RUNS swept without interruption by local worker processes."""
+    root = tmp_path_factory.mktemp("reference")
+    summary = sweep.run_sweep(RUNS, sweep.ProcessPerRun(2), root, progress=False)
+    assert summary["status"].tolist() == ["trained", "trained"]
+    return root
+
+
+def test_grid_expands_profiles_lambdas_settings_and_seeds():
+    runs = sweep.grid("wm", ["smoke", "book"], [1, 2], [0.1, 0.0],
+                      {"training.epochs": [3, 4]})
+    assert len(runs) == 2 * 2 * 2 * 2
+    assert {(r.config.training.lambda_mi, r.config.training.epochs, r.seed) for r in runs[:8]} \
+        == {(lam, e, s) for lam in (0.1, 0.0) for e in (3, 4) for s in (1, 2)}
+    with pytest.raises(ValueError, match="TrainingConfig.epochs"):
+        sweep.grid("wm", ["smoke"], [1], settings={"training.epochs": [0]})
+
+
+def test_process_per_run_isolates_a_dying_worker():
+    with sweep.ProcessPerRun(2) as executor:
+        dies = executor.submit(os.abort)
+        works = executor.submit(math.sqrt, 4.0)
+        raises = executor.submit(math.sqrt, -1.0)
+        with pytest.raises(sweep.WorkerDied, match="SIGABRT"):
+            dies.result()
+        assert works.result() == 2.0
+        with pytest.raises(sweep.CallFailed, match="ValueError: math domain error"):
+            raises.result()
+
+
+def test_stored_runs_are_skipped(reference):
+    summary = sweep.run_sweep(RUNS, root=reference, progress=False, save=False)
+    assert summary["status"].tolist() == ["stored", "stored"]
+
+
+def _wait_for(condition, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached")
+        time.sleep(0.05)
+
+
+def _checkpoint_epoch(directory) -> int:
+    try:
+        return torch.load(directory / store.CHECKPOINT, weights_only=True)["epoch"]
+    except Exception:  # absent, or being replaced right now
+        return -1
+
+
+def test_killed_worker_fails_its_run_only_and_a_rerun_resumes_it(tmp_path):
+    victim, other = sweep.Run(SLOW, 41), sweep.Run(SMOKE, 42)
+    directory = store.run_dir(victim.config, victim.seed, tmp_path)
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(summary=sweep.run_sweep(
+        [victim, other], sweep.ProcessPerRun(2), tmp_path, progress=False)))
+    thread.start()
+    _wait_for(lambda: _checkpoint_epoch(directory) >= 10)
+    pid = int(json.loads((directory / sweep.WORKER_FILE).read_text())["pid"])
+    os.kill(pid, signal.SIGKILL)
+    thread.join()
+    summary = result["summary"]
+    assert summary["status"].tolist() == ["failed", "trained"]
+    assert "SIGKILL" in summary.loc[0, "reason"]
+    assert not store.is_complete(directory)
+    killed_at = _checkpoint_epoch(directory)
+
+    again = sweep.run_sweep([victim, other], sweep.ProcessPerRun(2), tmp_path, progress=False)
+    assert again["status"].tolist() == ["trained", "stored"]
+    resumed = load(victim, tmp_path)
+    assert resumed.provenance["sittings"] == [0, killed_at]
+    fresh = tmp_path / "fresh"
+    sweep.run_sweep([victim], sweep.ProcessPerRun(1), fresh, progress=False)
+    assert_same_records(resumed, load(victim, fresh))
+
+
+def test_interrupted_sweep_completes_only_what_is_missing(reference, tmp_path):
+    argv = [sys.executable, "-m", "mifd", "sweep", "wm", "--profile", "smoke", "--seeds", "31",
+            "--lambda-mi", "0.1", "0", "--workers", "1", "--results", str(tmp_path), "--quiet"]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               start_new_session=True)
+    first = store.run_dir(RUNS[0].config, RUNS[0].seed, tmp_path)
+    _wait_for(lambda: store.is_complete(first))
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not store.is_complete(store.run_dir(RUNS[1].config, RUNS[1].seed, tmp_path))
+
+    finished = subprocess.run(argv, capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr
+    assert "1 stored, 1 trained, 0 failed" in finished.stdout
+    for run in RUNS:
+        assert_same_records(load(run, tmp_path), load(run, reference))
+
+
+def test_dask_cluster_gives_the_records_of_local_workers(reference, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as cluster:
+        code = main(["sweep", "wm", "--profile", "smoke", "--seeds", "31", "--lambda-mi", "0.1",
+                     "0", "--scheduler", cluster.scheduler_address, "--results", str(tmp_path),
+                     "--quiet"])
+    assert code == 0
+    for run in RUNS:
+        assert_same_records(load(run, tmp_path), load(run, reference))
+
+
+def test_unreachable_scheduler_is_a_one_line_error(capsys, tmp_path):
+    code = main(["sweep", "wm", "--profile", "smoke", "--seeds", "1", "--scheduler",
+                 "tcp://127.0.0.1:9", "--results", str(tmp_path), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "scheduler" in err
+    assert not any(tmp_path.rglob("*.json"))
+
+
+def test_altered_record_is_refused_naming_the_file(reference, tmp_path):
+    root = tmp_path / "copy"
+    shutil.copytree(reference, root)
+    history = store.run_dir(RUNS[0].config, RUNS[0].seed, root) / "history.json"
+    history.write_text(history.read_text().replace("0.", "1.", 1))
+    summary = sweep.run_sweep(RUNS, root=root, progress=False, save=False)
+    assert summary["status"].tolist() == ["failed", "stored"]
+    assert "history.json" in summary.loc[0, "reason"]
+    with pytest.raises(store.RecordError, match="history.json"):
+        sweep.collect(RUNS[0].config, [RUNS[0].seed], root)
+
+
+def test_diverging_run_stops_with_a_recorded_failure(tmp_path):
+    exploding = SMOKE.replace(**{"training.lr": 1e30})
+    with pytest.raises(train.RunFailed, match="loss became inf"):
+        train.train_wm(exploding, 1, root=tmp_path, progress=False)
+    directory = store.run_dir(exploding, 1, tmp_path)
+    assert store.read_failure(directory)["epoch"] == 2 and not store.is_complete(directory)
+    with pytest.raises(train.RunFailed, match="failed earlier"):
+        train.train_wm(exploding, 1, root=tmp_path, progress=False)
+    summary = sweep.run_sweep([sweep.Run(exploding, 1)], root=tmp_path, progress=False,
+                              save=False)
+    assert summary.loc[0, "status"] == "failed" and "loss became inf" in summary.loc[0, "reason"]
+
+
+def test_device_is_checked_and_plumbed():
+    state = train.init_wm(SMOKE, 0, device="cpu")
+    assert {p.device.type for p in state.model.parameters()} == {"cpu"}
+    assert state.device.type == "cpu"
+    with pytest.raises(ValueError, match="device"):
+        train.resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            train.init_wm(SMOKE, 0, device="cuda")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without a GPU")
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_cli_refuses_cuda_without_a_gpu(command, capsys, tmp_path):
+    seed = ["--seed", "1"] if command == "train" else ["--seeds", "1"]
+    code = main([command, "wm", "--profile", "smoke", *seed, "--device", "cuda",
+                 "--results", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "CUDA" in err
+    assert not any(tmp_path.iterdir())
