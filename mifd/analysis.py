@@ -267,3 +267,90 @@ def precedence_test(earlier: np.ndarray, later: np.ndarray) -> dict[str, float]:
     return {"n": int(diff.size), "n_earlier": int((diff < 0).sum()),
             "n_later": int((diff > 0).sum()), "n_tied": int((diff == 0).sum()),
             "median difference": float(np.median(diff)) if diff.size else float("nan"), "p": p}
+
+
+# --- separation variants (SPEC §6.1–6.6) ----------------------------------------------------
+
+def r_squared(targets: np.ndarray, outputs: np.ndarray) -> np.ndarray:
+    """R²_k = 1 − Σ(y − ŷ)² / Σ(y − ȳ_k)² per output over all sequences and steps: (K,).
+
+    targets, outputs: (B, T, K); ȳ_k is the mean over batch and time.
+    """
+    y = targets.reshape(-1, targets.shape[-1]).astype(float)
+    residual = ((y - outputs.reshape(y.shape)) ** 2).sum(axis=0)
+    return 1 - residual / ((y - y.mean(axis=0)) ** 2).sum(axis=0)
+
+
+def per_sequence_correlations(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation of every column of a (B, T, Ka) with every column of b (B, T, Kb),
+    one matrix per sequence: (B, Ka, Kb); NaN where a column is constant in a sequence."""
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        a = a / np.sqrt((a ** 2).sum(axis=1, keepdims=True))
+        b = b / np.sqrt((b ** 2).sum(axis=1, keepdims=True))
+    return np.einsum("bti,btj->bij", a, b)
+
+
+def output_correlations(h: np.ndarray, outputs: np.ndarray, start: int = 0) -> np.ndarray:
+    """Each unit's |corr(h_i, ŷ_k)| over steps t ≥ start, averaged over sequences (NaN-aware):
+    h (B, T, N), outputs (B, T, 6) → (N, 6) (SPEC §6.2, separation)."""
+    return np.nanmean(np.abs(per_sequence_correlations(h[:, start:], outputs[:, start:])), axis=0)
+
+
+def system_strengths(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(C^L, C^R): the mean of a (N, 6) per-output strength over the Lorenz outputs 0–2 and
+    over the Rössler outputs 3–5, two (N,) arrays."""
+    return c[:, :3].mean(axis=1), c[:, 3:].mean(axis=1)
+
+
+def mean_abs_correlation_matrix(h: np.ndarray) -> np.ndarray:
+    """The mean over sequences of |corr(h)| over all steps: (B, T, N) → (N, N) (the Q_cor matrix)."""
+    return np.nanmean(np.abs(per_sequence_correlations(h, h)), axis=0)
+
+
+def separation_indices(w_out: np.ndarray, u_h: np.ndarray, h: np.ndarray,
+                       outputs: np.ndarray, washout: int) -> dict[str, float]:
+    """Q_cor, Q_str, D_cor and D_out of a separation network (SPEC §6.3–6.4).
+
+    w_out: (6, N) readout weights (torch layout); u_h: (N, N) candidate block; h, outputs:
+    a test batch (B, T, N) and (B, T, 6). D_cor uses t ≥ washout, Q_cor all steps.
+    """
+    groups = two_groups(h.shape[-1])
+    c_lorenz, c_rossler = system_strengths(output_correlations(h, outputs, washout))
+    w = np.abs(w_out).T
+    return {
+        "Q_cor": modularity(symmetrised_weights(mean_abs_correlation_matrix(h)), groups)[0],
+        "Q_str": modularity(symmetrised_weights(u_h, negative="abs"), groups)[0],
+        "D_cor": d_index(c_lorenz, c_rossler, groups),
+        "D_out": d_index(w[:, :3].mean(axis=1), w[:, 3:].mean(axis=1), groups),
+    }
+
+
+def two_communities(adjacency: np.ndarray) -> np.ndarray:
+    """Greedy (Clauset–Newman–Moore) modularity communities forced to two, as SPEC §6.6
+    states: (N, N) symmetric nonnegative → (N,) labels 0/1."""
+    import networkx as nx
+
+    graph = nx.from_numpy_array(np.asarray(adjacency, dtype=float))
+    communities = nx.community.greedy_modularity_communities(
+        graph, weight="weight", cutoff=2, best_n=2)
+    labels = np.zeros(len(adjacency), dtype=int)
+    for label, members in enumerate(communities):
+        labels[list(members)] = label
+    return labels
+
+
+def normalized_mutual_information(a: np.ndarray, b: np.ndarray) -> float:
+    """NMI of two labelings with the arithmetic-mean normalisation: I(a; b) / ((H(a) + H(b))/2),
+    1 for identical partitions (up to renaming), 0 for independent ones."""
+    _, a = np.unique(a, return_inverse=True)
+    _, b = np.unique(b, return_inverse=True)
+    joint = np.zeros((a.max() + 1, b.max() + 1))
+    np.add.at(joint, (a, b), 1)
+    joint /= joint.sum()
+    pa, pb = joint.sum(axis=1), joint.sum(axis=0)
+    nonzero = joint > 0
+    mi = (joint[nonzero] * np.log(joint[nonzero] / np.outer(pa, pb)[nonzero])).sum()
+    entropy = -(pa * np.log(pa)).sum() - (pb * np.log(pb)).sum()
+    return float(2 * mi / entropy) if entropy > 0 else 1.0

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from .config import PROFILES
+from .config import PROFILES, TASKS
 
 
 def _literal(text: str) -> Any:
@@ -87,7 +87,8 @@ def _parser() -> argparse.ArgumentParser:
                       default=[], help="papermill parameter for the named chapters")
 
     train = commands.add_parser("train", help="train (or resume) one run and store its record")
-    train.add_argument("task", choices=["wm"], help="wm: the 2-bit working memory")
+    train.add_argument("task", choices=TASKS, help="wm: the 2-bit working memory; "
+                       "separation: the Lorenz/Rössler separation")
     train.add_argument("--profile", choices=PROFILES, default="book")
     train.add_argument("--seed", type=_nonnegative_int, required=True)
     train.add_argument("--lambda-mi", type=_float, default=None,
@@ -100,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sweep = commands.add_parser(
         "sweep", help="train every run of a grid that is not stored yet, in parallel")
-    sweep.add_argument("task", choices=["wm"], help="wm: the 2-bit working memory")
+    sweep.add_argument("task", choices=TASKS, help="wm or separation")
     sweep.add_argument("--profile", nargs="+", choices=PROFILES, default=["book"])
     sweep.add_argument("--seeds", nargs="+", type=_seeds, required=True,
                        help="seeds and ranges, e.g. 1001-1010 2000")
@@ -159,7 +160,8 @@ def _book(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from .config import profile
-    from .train import resolve_device, train_wm
+    from .runs import resolve_device
+    from .sweep import TRAINERS, final_summary
 
     resolve_device(args.device)
     config = profile(args.profile, args.task)
@@ -169,11 +171,12 @@ def _train(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         changes["training.epochs"] = args.epochs
     config = config.replace(**changes)
-    record = train_wm(config, args.seed, root=args.results, progress=not args.quiet,
-                      device=args.device)
-    history = record.history
-    print(f"stored {record.path}: final accuracy {history['accuracy'][-1]:.3f}, "
-          f"MSE {history['mse'][-1]:.4f}, Î {history['mi_before'][-1]:.3f} nats")
+    record = TRAINERS[args.task](config, args.seed, root=args.results,
+                                 progress=not args.quiet, device=args.device)
+    summary = final_summary(record)
+    score = (f"accuracy {summary['accuracy']:.3f}" if "accuracy" in summary
+             else f"mean test R² {summary['r2']:.3f}")
+    print(f"stored {record.path}: final {score}, Î {summary['mi']:.3f} nats")
     return 0
 
 
@@ -181,7 +184,7 @@ def _sweep(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from . import store, sweep
-    from .train import resolve_device
+    from .runs import resolve_device
 
     resolve_device(args.device)
     names = [name for name, _ in args.set]
@@ -205,7 +208,8 @@ def _sweep(args: argparse.Namespace) -> int:
             summary = sweep.run_sweep(runs, executor, args.results, args.device, not args.quiet)
         finally:  # on an interruption, stop the workers; their runs resume next time
             executor.shutdown(cancel_futures=True)
-    columns = ["profile", "lambda_mi", "seed", "status", "accuracy", "mi", "reason"]
+    score = "accuracy" if args.task == "wm" else "r2"
+    columns = ["profile", "lambda_mi", "seed", "status", score, "mi", "reason"]
     print(summary[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     counts = summary["status"].value_counts()
     print(", ".join(f"{counts.get(k, 0)} {k}" for k in ("stored", "trained", "failed")))

@@ -13,8 +13,8 @@ import torch
 
 from .analysis import wm_indices
 from .config import RunConfig
-from .models import LeakyRNN
-from .tasks import wm_batch
+from .models import GRUNet, LeakyRNN
+from .tasks import held_out_indices, separation_batch, wm_batch
 
 
 @dataclass(frozen=True)
@@ -75,3 +75,30 @@ def index_courses(record, seed: int, batch_size: int | None = None) -> pd.DataFr
                      **wm_indices(parameters, replay.x, replay.targets,
                                   record.config.task.n_transient)})
     return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class SeparationReplay:
+    """The fixed test set run through stored parameters: inputs (B, T, 3), targets (B, T, 6),
+    hidden states h (B, T, N) and outputs y (B, T, 6)."""
+
+    inputs: np.ndarray
+    targets: np.ndarray
+    h: np.ndarray
+    y: np.ndarray
+
+
+def separation_model(config: RunConfig, parameters: dict[str, np.ndarray]) -> GRUNet:
+    """A GRUNet holding `parameters` ({name: array}, e.g. one snapshot of a record)."""
+    model = GRUNet(config.model)
+    model.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in parameters.items()})
+    return model
+
+
+def replay_separation(config: RunConfig, parameters: dict[str, np.ndarray]) -> SeparationReplay:
+    """Run the configuration's fixed test set (generated or read from the cache) through
+    `parameters`, from h₀ = 0 as in training."""
+    test = separation_batch(held_out_indices(config.task), config.task)
+    with torch.no_grad():
+        h, y = separation_model(config, parameters)(torch.from_numpy(test.inputs))
+    return SeparationReplay(test.inputs, test.targets, h.numpy(), y.numpy())

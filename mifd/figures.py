@@ -207,11 +207,15 @@ def _group_legend_labels(n_units: int) -> tuple[str, str]:
     return f"G1 (units 0–{half - 1})", f"G2 (units {half}–{n_units - 1})"
 
 
-def correlation_scatter(panels: dict[str, np.ndarray], groups: np.ndarray) -> Figure:
-    """The paper's Figure 5: each neuron's |c^(1)| against |c^(2)|, a panel per condition.
+def correlation_scatter(panels: dict[str, np.ndarray], groups: np.ndarray,
+                        axis_labels: tuple[str, str] = (
+                            "|c⁽¹⁾|: |corr(xᵢ, bit-1 target)|",
+                            "|c⁽²⁾|: |corr(xᵢ, bit-2 target)|")) -> Figure:
+    """The paper's Figure 5: each neuron's strength towards sub-task 1 against sub-task 2,
+    a panel per condition.
 
-    panels: {condition label: c (N, 2) neuron–target correlations}; groups: (N,) 0/1 labels,
-    drawn as circles (G1) and triangles (G2).
+    panels: {condition label: (N, 2) magnitudes or correlations (absolute values are drawn)};
+    groups: (N,) 0/1 labels, drawn as circles (G1) and triangles (G2); axis_labels: x and y.
     """
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.4), squeeze=False)
     names = _group_legend_labels(len(groups))
@@ -225,8 +229,8 @@ def correlation_scatter(panels: dict[str, np.ndarray], groups: np.ndarray) -> Fi
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.set_aspect("equal")
-        ax.set_xlabel("|c⁽¹⁾|: |corr(xᵢ, bit-1 target)|")
-        ax.set_ylabel("|c⁽²⁾|: |corr(xᵢ, bit-2 target)|")
+        ax.set_xlabel(axis_labels[0])
+        ax.set_ylabel(axis_labels[1])
         ax.set_title(label)
         ax.set_title(letter, loc="left", fontweight="bold")
         ax.legend(fontsize="small", loc="upper right")
@@ -242,16 +246,19 @@ def _group_boundaries(ax, n_units: int, vertical: bool = True, horizontal: bool 
         ax.axhline(edge, color="white", lw=1.5)
 
 
-def correlation_matrices(panels: dict[str, np.ndarray]) -> Figure:
-    """Neuron–neuron correlation matrices (N, N) side by side, group boundary marked."""
+def correlation_matrices(panels: dict[str, np.ndarray], label: str = "corr(xᵢ, xⱼ)",
+                         signed: bool = True) -> Figure:
+    """Neuron–neuron correlation matrices (N, N) side by side, group boundary marked;
+    `label` names the colour bar, `signed` chooses a [−1, 1] or a [0, 1] scale."""
     fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 4.2), squeeze=False)
-    for ax, (label, matrix) in zip(axes[0], panels.items()):
-        image = ax.imshow(matrix, cmap="RdBu_r", vmin=-1, vmax=1)
+    for ax, (title, matrix) in zip(axes[0], panels.items()):
+        image = ax.imshow(matrix, cmap="RdBu_r" if signed else "viridis",
+                          vmin=-1 if signed else 0, vmax=1)
         _group_boundaries(ax, matrix.shape[0])
-        ax.set_title(label)
+        ax.set_title(title)
         ax.set_xlabel("neuron j")
         ax.set_ylabel("neuron i")
-        fig.colorbar(image, ax=ax, label="corr(xᵢ, xⱼ)", shrink=0.8)
+        fig.colorbar(image, ax=ax, label=label, shrink=0.8)
     fig.tight_layout()
     return fig
 
@@ -329,5 +336,78 @@ def block_weight_distributions(panels: dict[str, np.ndarray], groups: np.ndarray
         ax.set_title(label)
         ax.legend(fontsize="small")
     axes[0, 0].set_ylabel("fraction of weights ≥ value")
+    fig.tight_layout()
+    return fig
+
+
+def separation_outputs(targets: np.ndarray, outputs: np.ndarray, washout: int,
+                       steps: int | None = None) -> Figure:
+    """The six outputs (solid) against their targets (dashed) on one test sequence.
+
+    targets, outputs: (T, 6) in the order Lorenz x, y, z, Rössler x, y, z; the first
+    `washout` steps (not in the loss) are shaded; `steps` limits the drawn window.
+    """
+    steps = steps or targets.shape[0]
+    t = np.arange(steps)
+    fig, axes = plt.subplots(3, 2, figsize=(11, 6.5), sharex=True)
+    for k in range(6):
+        ax = axes[k % 3, k // 3]
+        ax.plot(t, targets[:steps, k], color="0.4", ls="--", lw=1, label="target")
+        ax.plot(t, outputs[:steps, k], color="tab:blue" if k < 3 else "tab:red", lw=1,
+                label="output")
+        ax.axvspan(0, washout, color="0.9", zorder=0)
+        ax.set_title(SOURCE_LABELS[k], fontsize="small")
+        ax.set_ylabel("normalised value")
+    axes[0, 0].legend(fontsize="small", loc="upper right")
+    for ax in axes[-1]:
+        ax.set_xlabel("time step (sample)")
+    fig.tight_layout()
+    return fig
+
+
+def community_graph(adjacency: np.ndarray, groups: np.ndarray, labels: np.ndarray,
+                    title: str, seed: int = 0) -> Figure:
+    """Spring layout of the strongest half of the edges of a weighted graph (N, N): node
+    colour = detected community (`labels`), marker = predefined group (circle G1, triangle G2)."""
+    import networkx as nx
+
+    a = np.array(adjacency, dtype=float)
+    upper = a[np.triu_indices_from(a, k=1)]
+    a[a < np.median(upper[upper > 0])] = 0
+    graph = nx.from_numpy_array(a)
+    position = nx.spring_layout(graph, seed=seed, weight="weight")
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    nx.draw_networkx_edges(graph, position, ax=ax, alpha=0.08, width=0.5)
+    names = _group_legend_labels(len(groups))
+    for g, marker in enumerate("o^"):
+        nodes = [i for i in graph.nodes if groups[i] == g]
+        nx.draw_networkx_nodes(graph, position, nodelist=nodes, node_shape=marker, ax=ax,
+                               node_size=45, node_color=[("tab:blue", "tab:red")[labels[i]]
+                                                         for i in nodes], label=names[g])
+    ax.set_title(title, fontsize="small")
+    ax.legend(fontsize="small", loc="upper right", title="marker: group; colour: community",
+              title_fontsize="x-small")
+    ax.set_axis_off()
+    fig.tight_layout()
+    return fig
+
+
+def separation_weights(w_out: np.ndarray, u_h: np.ndarray, title: str) -> Figure:
+    """|W_out| (6, N) above |U_h| (N, N, the GRU's candidate recurrent block), group
+    boundary marked."""
+    n = u_h.shape[0]
+    fig, (ax_out, ax_u) = plt.subplots(2, 1, figsize=(6.5, 8),
+                                       gridspec_kw={"height_ratios": [1.2, 6]})
+    image = ax_out.imshow(np.abs(w_out), cmap="viridis", aspect="auto")
+    fig.colorbar(image, ax=ax_out, label="|W_out|", pad=0.02)
+    _group_boundaries(ax_out, n, horizontal=False)
+    ax_out.set_yticks(range(6), SOURCE_LABELS, fontsize="x-small")
+    ax_out.set_xticks([])
+    ax_out.set_title(title)
+    image = ax_u.imshow(np.abs(u_h), cmap="viridis")
+    fig.colorbar(image, ax=ax_u, label="|U_h|", pad=0.02, shrink=0.8)
+    _group_boundaries(ax_u, n)
+    ax_u.set_xlabel("presynaptic unit j")
+    ax_u.set_ylabel("postsynaptic unit i")
     fig.tight_layout()
     return fig

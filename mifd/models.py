@@ -196,3 +196,44 @@ class LeakyRNN(nn.Module):
         final state x⁽ᵀ⁾ (batch, N). Arguments as in `forward_with_rates`."""
         states, _ = _integrate(self._drive(inputs, noise), x0, self.w_rec, self.alpha)
         return states[-1]
+
+
+class GRUNet(nn.Module):
+    """A GRU with a linear readout for the separation task (SPEC §2.2).
+
+    Per step, from h₀ = 0 (torch.nn.GRU's convention, which is Keras's reset_after=True):
+        z = σ(W_z u + b_z + U_z h + b'_z),  r = σ(W_r u + b_r + U_r h + b'_r)
+        ĥ = tanh(W_h u + b_h + r ⊙ (U_h h + b'_h)),  h ← z ⊙ h + (1 − z) ⊙ ĥ
+        y = W_out h + c
+    torch stores the gate blocks in the order [r, z, n]: `gru.weight_hh_l0` is (3N, N) with
+    rows 0…N−1 for U_r, N…2N−1 for U_z and 2N…3N−1 for U_h (the candidate block).
+    """
+
+    def __init__(self, cfg: ModelConfig, n_in: int = 3, n_out: int = 6,
+                 generator: torch.Generator | None = None):
+        """Keras initialisation, drawn from `generator`: the input kernel Glorot-uniform over
+        all three gates together, the recurrent kernel orthogonal over all three, the readout
+        Glorot-uniform, every bias zero."""
+        super().__init__()
+        if cfg.kind != "gru":
+            raise ValueError(f"GRUNet needs ModelConfig.kind 'gru', got {cfg.kind!r}")
+        n = cfg.n_units
+        self.n_units, self.n_in, self.n_out = n, n_in, n_out
+        self.gru = nn.GRU(n_in, n, batch_first=True)
+        self.readout = nn.Linear(n, n_out)
+        with torch.no_grad():
+            self.gru.weight_ih_l0.copy_(_glorot_uniform(n_in, 3 * n, generator).T)
+            nn.init.orthogonal_(self.gru.weight_hh_l0, generator=generator)
+            self.readout.weight.copy_(_glorot_uniform(n, n_out, generator).T)
+            for bias in (self.gru.bias_ih_l0, self.gru.bias_hh_l0, self.readout.bias):
+                bias.zero_()
+
+    def recurrent_block(self, gate: str) -> torch.Tensor:
+        """U_r, U_z or U_h (gate "r", "z" or "h") as an (N, N) tensor, row = postsynaptic."""
+        index = "rzh".index(gate)
+        return self.gru.weight_hh_l0[index * self.n_units:(index + 1) * self.n_units]
+
+    def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """inputs (batch, T, n_in) → hidden states h (batch, T, N) and outputs y (batch, T, n_out)."""
+        h, _ = self.gru(inputs)
+        return h, self.readout(h)

@@ -28,7 +28,11 @@ from tqdm import tqdm
 
 from . import store
 from .config import RunConfig, profile
-from .train import RunFailed, train_wm
+from .runs import RunFailed
+from .separation import train_separation
+from .train import train_wm
+
+TRAINERS = {"wm": train_wm, "separation": train_separation}
 
 
 class MissingRunsError(LookupError):
@@ -55,17 +59,18 @@ def collect(config: RunConfig, seeds: Iterable[int], root: Path | None = None,
         if seed in missing:
             print(f"training {config.task_name} seed {seed} (λ = {config.training.lambda_mi:g}): "
                   "no stored record", flush=True)
-            records.append(train_wm(config, seed, root=root, progress=progress))
+            records.append(TRAINERS[config.task_name](config, seed, root=root,
+                                                      progress=progress))
         else:
             records.append(store.load_record(store.run_dir(config, seed, root)))
     return records
 
 
-def wm_conditions(profile_name: str, lambda_mi: float, epochs: int | None = None
-                  ) -> dict[str, RunConfig]:
-    """The two working-memory conditions a chapter compares: {label: config} for λ and the
-    λ = 0 control, at `profile_name` with `epochs` overriding the profile's when given."""
-    base = profile(profile_name, "wm")
+def conditions(task: str, profile_name: str, lambda_mi: float, epochs: int | None = None
+               ) -> dict[str, RunConfig]:
+    """The two conditions a chapter compares: {label: config} for λ and the λ = 0 control,
+    at `profile_name` with `epochs` overriding the profile's when given."""
+    base = profile(profile_name, task)
     if epochs is not None:
         base = base.replace(**{"training.epochs": epochs})
     return {
@@ -132,16 +137,25 @@ def run_one(config_json: str, seed: int, root: str | None = None, device: str = 
     store.atomic_write_bytes(directory / WORKER_FILE, json.dumps(
         {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}).encode())
     try:
-        record = train_wm(config, seed, root=None if root is None else Path(root),
-                          progress=False, device=device)
+        record = TRAINERS[config.task_name](config, seed,
+                                            root=None if root is None else Path(root),
+                                            progress=False, device=device)
     except RunFailed as error:
         return {"status": "failed", "reason": str(error)}
     finally:
         (directory / WORKER_FILE).unlink(missing_ok=True)
-    history = record.history
-    return {"status": "trained", "accuracy": float(history["accuracy"][-1]),
-            "mi": float(history["mi_before"][-1]),
-            "seconds": float(record.provenance["train_seconds"])}
+    return {"status": "trained", **final_summary(record)}
+
+
+def final_summary(record: store.RunRecord) -> dict[str, float]:
+    """The numbers a sweep's summary shows for a run: its final task score ("accuracy" for
+    working memory, mean test "r2" for separation), final Î and training seconds."""
+    h = record.history
+    if record.config.task_name == "wm":
+        score = {"accuracy": float(h["accuracy"][-1]), "mi": float(h["mi_before"][-1])}
+    else:
+        score = {"r2": float(h["r2_mean"][-1]), "mi": float(h["mi"][-1])}
+    return {**score, "seconds": float(record.provenance["train_seconds"])}
 
 
 # --- executors ---------------------------------------------------------------------------------
@@ -260,9 +274,7 @@ def _stored_status(run: Run, root: Path | None) -> dict[str, Any] | None:
             record = store.load_record(directory)
         except store.RecordError as error:
             return {"status": "failed", "reason": f"corrupt record: {error}"}
-        return {"status": "stored", "accuracy": float(record.history["accuracy"][-1]),
-                "mi": float(record.history["mi_before"][-1]),
-                "seconds": float(record.provenance["train_seconds"])}
+        return {"status": "stored", **final_summary(record)}
     failure = store.read_failure(directory)
     if failure is not None:
         return {"status": "failed",
@@ -276,7 +288,8 @@ def run_sweep(runs: list[Run], executor: cf.Executor | None = None, root: Path |
 
     executor: any `concurrent.futures.Executor` (default: ProcessPerRun with one process
     per core). Returns one row per run, in the order given: task, profile, config hash, λ,
-    seed, status (stored / trained / failed), reason, final accuracy and Î, seconds, path.
+    seed, status (stored / trained / failed), reason, final accuracy (working memory) or mean
+    test R² (separation), final Î, seconds, path.
     The summary is also written to <results>/sweeps/ when `save`.
     """
     rows: dict[int, dict[str, Any]] = {}
@@ -314,7 +327,7 @@ def run_sweep(runs: list[Run], executor: cf.Executor | None = None, root: Path |
         {"task": run.config.task_name, "profile": run.config.profile,
          "config_hash": run.config.config_hash(), "lambda_mi": run.config.training.lambda_mi,
          "seed": run.seed, "status": rows[i]["status"], "reason": rows[i].get("reason", ""),
-         "accuracy": rows[i].get("accuracy"), "mi": rows[i].get("mi"),
+         "accuracy": rows[i].get("accuracy"), "r2": rows[i].get("r2"), "mi": rows[i].get("mi"),
          "seconds": rows[i].get("seconds"),
          "path": str(store.run_dir(run.config, run.seed, root))}
         for i, run in enumerate(runs)])

@@ -6,26 +6,26 @@ fresh batch started from x0 ~ N(0, I), that minimises
 
     MSE + c_reg (‖W_rec‖² + ‖W_out‖²) + c_reg_in ‖W_in‖² + λ Î.
 
-With λ = 0 (the control) everything else is identical and Î is only observed. A run is
-checkpointed at every snapshot and resumes to the same history as an uninterrupted run.
+With λ = 0 (the control) everything else is identical and Î is only observed. The run
+itself (checkpoints, resume, failures, the stored record) is `runs.train_run`'s.
 """
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from . import store
 from .config import RunConfig
 from .mine import MineEstimator, critic_step, make_critic_optimizer
 from .models import LeakyRNN, split_groups
 from .optim import clip_per_tensor_norm, make_optimizer
+from .runs import Loop, RunFailed, RunState, resolve_device, train_run
 from .tasks import wm_batch
+
+__all__ = ["HISTORY_KEYS", "RunFailed", "init_wm", "train_wm", "resolve_device"]
 
 HISTORY_KEYS = (
     "mse", "accuracy", "accuracy_bit1", "accuracy_bit2", "mi_before", "mi_after", "l2",
@@ -33,47 +33,7 @@ HISTORY_KEYS = (
 )
 
 
-@dataclass
-class WMState:
-    """Everything a working-memory run carries from one epoch to the next."""
-
-    model: LeakyRNN
-    estimator: MineEstimator
-    model_opt: torch.optim.Optimizer
-    critic_opt: torch.optim.Optimizer
-    generator: torch.Generator
-    rng: np.random.Generator
-    epoch: int = 0
-    history: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})
-    snapshots: dict[str, list[np.ndarray]] = field(default_factory=dict)
-    snapshot_epochs: list[int] = field(default_factory=list)
-    seconds: float = 0.0
-    commit: str = ""
-    sittings: list[int] = field(default_factory=list)
-
-    @property
-    def device(self) -> torch.device:
-        return self.generator.device
-
-
-class RunFailed(FloatingPointError):
-    """The run diverged (non-finite loss); its failure is recorded in the run directory."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """The torch device for `name` ("cpu", "cuda", "cuda:1"); ValueError when it cannot be used."""
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device: unknown device {name!r}; use 'cpu' or 'cuda'") from None
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"device: {name!r} is not supported; use 'cpu' or 'cuda'")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: {name!r} requested, but torch sees no CUDA GPU here")
-    return device
-
-
-def init_wm(config: RunConfig, seed: int, device: str = "cpu") -> WMState:
+def init_wm(config: RunConfig, seed: int, device: str = "cpu") -> RunState:
     """Model, statistics network, optimisers and random streams of a fresh run.
 
     The parameters are drawn on the CPU from `seed` whatever the device, so a run starts
@@ -92,11 +52,11 @@ def init_wm(config: RunConfig, seed: int, device: str = "cpu") -> WMState:
     model_opt = make_optimizer(model.parameters(), t.optimizer, t.lr, t.eps, rho=t.rho,
                                eps_inside_sqrt=t.rmsprop_eps_inside_sqrt)
     critic_opt = make_critic_optimizer(estimator, config.estimator)
-    return WMState(model, estimator, model_opt, critic_opt, generator,
-                   np.random.default_rng(seed))
+    return RunState(model, estimator, model_opt, critic_opt, generator,
+                    np.random.default_rng(seed), history={k: [] for k in HISTORY_KEYS})
 
 
-def _segment(state: WMState, config: RunConfig, x0_normal: bool, grad: bool,
+def _segment(state: RunState, config: RunConfig, x0_normal: bool, grad: bool,
              n_batches: int = 1):
     """`n_batches` fresh batches → 1000-step transient (no grad) → learning segment.
 
@@ -123,7 +83,7 @@ def _segment(state: WMState, config: RunConfig, x0_normal: bool, grad: bool,
     return x, z, targets
 
 
-def critic_phase(state: WMState, config: RunConfig, n_steps: int, x0_normal: bool
+def critic_phase(state: RunState, config: RunConfig, n_steps: int, x0_normal: bool
                  ) -> list[float]:
     """`n_steps` SM steps, each on its own fresh batch, with the RNN frozen.
 
@@ -156,7 +116,7 @@ def l2_penalty(model: LeakyRNN, config: RunConfig) -> torch.Tensor:
             + t.c_reg_in * model.w_in.square().sum())
 
 
-def model_phase_step(state: WMState, config: RunConfig) -> dict[str, float]:
+def model_phase_step(state: RunState, config: RunConfig) -> dict[str, float]:
     """One MM step; returns the logged values, all taken before the update."""
     t = config.training
     x, z, y = _segment(state, config, x0_normal=True, grad=True)
@@ -191,149 +151,30 @@ def model_phase_step(state: WMState, config: RunConfig) -> dict[str, float]:
     }
 
 
-def snapshot(state: WMState) -> None:
-    """Record all model parameters at the current epoch."""
-    for name, p in state.model.named_parameters():
-        state.snapshots.setdefault(name, []).append(p.detach().cpu().numpy().copy())
-    state.snapshot_epochs.append(state.epoch)
-
-
-# --- checkpoints -------------------------------------------------------------------------
-
-def _checkpoint(state: WMState) -> dict[str, Any]:
-    return {
-        "epoch": state.epoch,
-        "model": state.model.state_dict(),
-        "estimator": state.estimator.state_dict(),
-        "model_opt": state.model_opt.state_dict(),
-        "critic_opt": state.critic_opt.state_dict(),
-        "generator": state.generator.get_state(),
-        "rng": state.rng.bit_generator.state,
-        "history": state.history,
-        "snapshots": {k: [torch.from_numpy(a) for a in v] for k, v in state.snapshots.items()},
-        "snapshot_epochs": state.snapshot_epochs,
-        "seconds": state.seconds,
-        "commit": state.commit,
-        "sittings": state.sittings,
-    }
-
-
-def save_checkpoint(state: WMState, path: Path) -> None:
-    """Atomically write the run's full state (tensors and plain containers only)."""
-    import io
-
-    buffer = io.BytesIO()
-    torch.save(_checkpoint(state), buffer)
-    store.atomic_write_bytes(path, buffer.getvalue())
-
-
-def load_checkpoint(state: WMState, path: Path) -> None:
-    """Restore a state saved by `save_checkpoint` (weights_only: no arbitrary pickles)."""
-    try:
-        data = torch.load(path, weights_only=True, map_location=state.device)
-    except Exception as error:  # an unpickling refusal or a damaged file: never run on it
-        raise store.RecordError(
-            f"{path}: not a loadable mifd checkpoint ({type(error).__name__}: "
-            f"{str(error).splitlines()[0]}); delete it to restart the run") from None
-    state.epoch = data["epoch"]
-    state.model.load_state_dict(data["model"])
-    state.estimator.load_state_dict(data["estimator"])
-    state.model_opt.load_state_dict(data["model_opt"])
-    state.critic_opt.load_state_dict(data["critic_opt"])
-    state.generator.set_state(data["generator"].cpu())
-    state.rng.bit_generator.state = data["rng"]
-    state.history = data["history"]
-    state.snapshots = {k: [t.numpy() for t in v] for k, v in data["snapshots"].items()}
-    state.snapshot_epochs = list(data["snapshot_epochs"])
-    state.seconds = data["seconds"]
-    state.commit = data["commit"]
-    state.sittings = list(data.get("sittings", []))
-
-
-# --- the run -----------------------------------------------------------------------------
-
-def train_wm(
-    config: RunConfig,
-    seed: int,
-    root: Path | None = None,
-    progress: bool = True,
-    stop_after: int | None = None,
-    on_epoch: Callable[[WMState], None] | None = None,
-    device: str = "cpu",
-) -> store.RunRecord | None:
-    """Train (or resume) one working-memory run on `device` and store its record under `root`.
-
-    Returns the stored record, or the existing one if it is already complete. `stop_after`
-    ends the sitting after that many epochs of this call (the checkpoint stays; the next
-    call resumes) and then returns None. A non-finite loss stops the run with RunFailed
-    and a `failure.json` in its directory; a run with a recorded failure is not retried
-    until that directory is deleted.
-    """
-    if config.task_name != "wm":
-        raise ValueError(f"train_wm needs a 'wm' config, got task {config.task_name!r}")
-    directory = store.run_dir(config, seed, root)
-    if store.is_complete(directory):
-        return store.load_record(directory)
-    failure = store.read_failure(directory)
-    if failure is not None:
-        raise RunFailed(f"{directory}: failed earlier ({failure['reason']}); delete the "
-                        "directory to try again")
-    checkpoint = directory / store.CHECKPOINT
-    state = init_wm(config, seed, device)
+def pretrain(state: RunState, config: RunConfig) -> None:
+    """The critic's pre-training: `n_sm_pretrain` SM epochs from x0 ~ N(0, I), run through the
+    RNN in chunks of `n_sm_steps` batches."""
     t = config.training
-    if checkpoint.exists():
-        load_checkpoint(state, checkpoint)
-    else:
-        state.commit = store.git_commit()
-        started = time.perf_counter()
-        for start in range(0, t.n_sm_pretrain, max(t.n_sm_steps, 1)):
-            critic_phase(state, config, min(max(t.n_sm_steps, 1), t.n_sm_pretrain - start),
-                         x0_normal=True)
-        state.seconds += time.perf_counter() - started
-        snapshot(state)
-        save_checkpoint(state, checkpoint)
-    state.sittings.append(state.epoch)
-    bar = tqdm(total=t.epochs, initial=state.epoch, disable=not progress,
-               desc=f"wm seed {seed} λ={t.lambda_mi:g}", unit="epoch")
-    done_this_call = 0
-    while state.epoch < t.epochs:
-        if stop_after is not None and done_this_call >= stop_after:
-            bar.close()
-            return None
-        started = time.perf_counter()
-        mi_values = critic_phase(state, config, t.n_sm_steps, x0_normal=False)
-        mi_before = mi_values[-1] if mi_values else float("nan")
-        logged = model_phase_step(state, config)
-        logged["mi_before"] = mi_before
-        for key in HISTORY_KEYS:
-            state.history[key].append(logged[key])
-        state.epoch += 1
-        state.seconds += time.perf_counter() - started
-        done_this_call += 1
-        if not np.isfinite(logged["loss"]):
-            bar.close()
-            reason = f"the loss became {logged['loss']} at epoch {state.epoch}"
-            store.record_failure(directory, {"reason": reason, "epoch": state.epoch,
-                                             "logged": logged, "config": config.to_dict()})
-            raise RunFailed(f"{directory}: {reason}; the run stopped and its failure is "
-                            f"recorded in {store.FAILURE}")
-        if state.epoch % t.snapshot_every == 0 or state.epoch == t.epochs:
-            snapshot(state)
-            save_checkpoint(state, checkpoint)
-        bar.set_postfix(loss=f"{logged['loss']:.3f}", acc=f"{logged['accuracy']:.3f}",
-                        mi=f"{logged['mi_after']:.3f}")
-        bar.update()
-        if on_epoch is not None:
-            on_epoch(state)
-    bar.close()
-    record_dir = store.save_record(
-        config, seed, state.history,
-        {k: np.stack(v) for k, v in state.snapshots.items()},
-        np.asarray(state.snapshot_epochs),
-        store.provenance({"git_commit": state.commit, "train_seconds": state.seconds,
-                          "seconds_per_epoch": state.seconds / max(t.epochs, 1),
-                          "device": str(state.device), "sittings": state.sittings}),
-        root,
-    )
-    checkpoint.unlink(missing_ok=True)
-    return store.load_record(record_dir)
+    chunk = max(t.n_sm_steps, 1)
+    for start in range(0, t.n_sm_pretrain, chunk):
+        critic_phase(state, config, min(chunk, t.n_sm_pretrain - start), x0_normal=True)
+
+
+def epoch(state: RunState, config: RunConfig) -> dict[str, float]:
+    """One epoch: `n_sm_steps` SM steps, then one MM step; returns the logged values, with
+    "mi_before" the Î of the last SM step before its update."""
+    mi_values = critic_phase(state, config, config.training.n_sm_steps, x0_normal=False)
+    logged = model_phase_step(state, config)
+    logged["mi_before"] = mi_values[-1] if mi_values else float("nan")
+    return logged
+
+
+WM_LOOP = Loop(task="wm", history_keys=HISTORY_KEYS, init=init_wm, pretrain=pretrain,
+               epoch=epoch, postfix=("loss", "accuracy", "mi_after"))
+
+
+def train_wm(config: RunConfig, seed: int, root: Path | None = None, progress: bool = True,
+             stop_after: int | None = None, on_epoch: Callable[[RunState], None] | None = None,
+             device: str = "cpu") -> store.RunRecord | None:
+    """Train (or resume) one working-memory run; see `runs.train_run`."""
+    return train_run(WM_LOOP, config, seed, root, progress, stop_after, on_epoch, device)

@@ -11,7 +11,7 @@ from unittest import mock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mifd import train
+from mifd import sweep
 from mifd.cli import main
 from mifd.config import RunConfig, profile
 
@@ -68,8 +68,9 @@ def _run_cli(argv):
 def _fake_training(calls):
     def fake(config, seed, root=None, progress=True, device="cpu"):
         calls.append((config, seed, device))
-        return SimpleNamespace(path=Path(root or "."), history={
-            "accuracy": [1.0], "mse": [0.0], "mi_before": [0.0]})
+        return SimpleNamespace(path=Path(root or "."), config=config,
+                               history={"accuracy": [1.0], "mi_before": [0.0]},
+                               provenance={"train_seconds": 0.0})
     return fake
 
 
@@ -81,7 +82,7 @@ def test_any_command_line_runs_or_is_refused_in_one_line(data):
     calls = []
     with tempfile.TemporaryDirectory() as results:
         extra = ["--results", results] + (["--dry-run"] if command == "sweep" else [])
-        with mock.patch.object(train, "train_wm", _fake_training(calls)):
+        with mock.patch.dict(sweep.TRAINERS, {"wm": _fake_training(calls)}):
             code, err = _run_cli(argv + extra)
         assert "Traceback" not in err
         assert not any(Path(results).iterdir()), "nothing may be written"

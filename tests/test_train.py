@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mifd import store, train
+from mifd import runs, store, train
 from mifd.cli import main
 from mifd.config import profile
 
@@ -68,7 +68,7 @@ def test_checkpoint_refuses_pickled_objects(tmp_path):
     torch.save({"epoch": 1, "payload": _Killed()}, path)
     state = train.init_wm(SMOKE, 0)
     with pytest.raises(store.RecordError, match=r"(?i)evil\.pt: not a loadable.*weights"):
-        train.load_checkpoint(state, path)
+        runs.load_checkpoint(state, path)
 
 
 def _model_step_after_scrambling_critic(lambda_mi):

@@ -1,0 +1,98 @@
+"""Seconds per model update of the separation training, at the `paper` and `book` profiles.
+
+One model (MM) update of SPEC §5.2 is: the critic phase (n_sm_steps random batches of B
+sequences run through the GRU without gradient, a critic step on each, one more Î), then
+one MM step (GRU forward and backward over the batch with the MI term). Timed here:
+  SM forward, batched   the n_sm_steps·B sequences through the GRU at once (mifd.separation)
+  SM forward, separate  the same sequences batch by batch (the reference: what a loop
+                        over the SM steps would do)
+  critic steps          n_sm_steps critic steps on the batches' hidden states
+  MM step               one model step, with λ > 0 so the MI term is differentiated
+The data are random arrays of the profile's shapes (the cost does not depend on their
+values), so no chaotic trajectories are generated. At `paper` settings one SM forward is
+costly, so the SM forwards are timed on `--paper-fraction` of the sequences and scaled.
+The run time extrapolates: epochs × n_mm_steps × (critic phase + MM step), plus the test
+evaluations and the critic's pre-training.
+
+    .venv/bin/python benchmarks/bench_separation.py --threads 1
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from mifd import separation
+from mifd.config import profile
+from mifd.tasks import SeparationBatch
+
+
+def _seconds(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def _random_data(config, n_pool: int) -> dict[str, SeparationBatch]:
+    rng = np.random.default_rng(0)
+    t = config.task.seq_len
+
+    def batch(n):
+        targets = rng.uniform(size=(n, t, 6)).astype(np.float32)
+        return SeparationBatch(targets[..., :3] + targets[..., 3:], targets)
+
+    return {"pool": batch(n_pool), "test": batch(config.task.n_test)}
+
+
+def measure(name: str, fraction: float) -> dict[str, float]:
+    config = profile(name, "separation")
+    t, b = config.training, config.task.batch_size
+    state = separation.init_separation(config, 0, data=_random_data(config, 2 * b))
+    n_seq = max(1, round(fraction * t.n_sm_steps)) * b
+    inputs, _ = separation._batch(state, config, n_seq)
+    scale = t.n_sm_steps * b / n_seq
+    with torch.no_grad():
+        batched = _seconds(lambda: state.model(inputs)) * scale
+        separate = _seconds(lambda: [state.model(x) for x in inputs.split(b)]) * scale
+        h, _ = state.model(inputs[:b])
+    critic = _seconds(lambda: [separation._critic_step(
+        state.estimator, state.critic_opt, *separation.noisy_groups(state, config, h),
+        state.generator, config.estimator) for _ in range(t.n_sm_steps)])
+    mm = _seconds(lambda: separation.model_step(state, config))
+    test = _seconds(lambda: separation.test_evaluation(state.model, state.data["test"],
+                                                       config.task.washout))
+    update = batched + critic + mm
+    run = (t.epochs * (t.n_mm_steps * update + test)
+           + t.n_sm_pretrain * (batched + critic) / max(t.n_sm_steps, 1))
+    return {"SM forward, batched": batched, "SM forward, separate": separate,
+            "critic steps": critic, "MM step": mm, "test evaluation": test,
+            "model update": update, "run (h)": run / 3600}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--paper-fraction", type=float, default=0.25,
+                        help="share of the paper's SM sequences actually run (then scaled)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
+    for name, fraction in (("book", 1.0), ("paper", args.paper_fraction)):
+        cfg = profile(name, "separation")
+        tr = cfg.training
+        print(f"\n{name}: T = {cfg.task.seq_len}, B = {cfg.task.batch_size}, "
+              f"{tr.n_sm_steps} SM steps per update, {tr.n_mm_steps} updates × {tr.epochs} "
+              f"epochs, critic rows {cfg.estimator.sample_fraction:g} of "
+              f"{cfg.task.batch_size * cfg.task.seq_len}")
+        result = measure(name, fraction)
+        for key, value in result.items():
+            unit = "h" if key.endswith("(h)") else "s"
+            print(f"  {key:24s} {value:10.3f} {unit}")
+        print(f"  batched / separate SM forward: "
+              f"{result['SM forward, batched'] / result['SM forward, separate']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""The alternating training of the separation GRU and its statistics network (SPEC §5.2).
+
+One epoch is `n_mm_steps` model (MM) steps. Before each, the critic takes `n_sm_steps` (SM)
+steps, each on its own batch drawn with replacement from the training pool, and Î is
+evaluated once more with the updated critic on the last of those batches (the epoch's
+"mi" is the mean of these). The MM step, on a fresh batch, minimises
+
+    MSE over t ≥ washout + λ Î + c_reg (‖W_hh‖² + ‖W_out‖²) + c_reg_in ‖W_ih‖²
+
+with Adam and no clipping, Î taken over all steps of the hidden states h with Gaussian noise
+of std `estimator.noise_std` added to both groups. (SPEC's λ_L2 covers W_ih and W_hh and
+λ_out covers W_out; both are 1e-5 in the paper, so the two groupings give the same loss.)
+After every epoch the network is evaluated on the fixed test set: test MSE, R² per output
+and the indices of `analysis.separation_indices`, all logged in the history.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import analysis, store
+from .config import RunConfig
+from .mine import MineEstimator, make_critic_optimizer
+from .mine import critic_step as _critic_step
+from .models import GRUNet, split_groups
+from .optim import make_optimizer
+from .runs import Loop, RunState, resolve_device, train_run
+from .tasks import held_out_indices, separation_batch
+
+N_OUTPUTS = 6
+HISTORY_KEYS = (
+    "loss", "mse", "mi", "l2", "test_mse", "r2_mean", "r2_min",
+    *(f"r2_{k}" for k in range(N_OUTPUTS)), "Q_cor", "Q_str", "D_cor", "D_out",
+)
+MAX_FORWARD_BYTES = 2 ** 30  # the critic phase's batched no-grad forward is chunked to this
+
+
+def init_separation(config: RunConfig, seed: int, device: str = "cpu",
+                    data: dict | None = None) -> RunState:
+    """GRU, statistics network, Adam optimisers and random streams of a fresh run, with the
+    training pool and the test set kept in `state.data`: `data` ({"pool", "test"}, each a
+    SeparationBatch) when given, else the configured chaos data (generated or cached)."""
+    device = resolve_device(device)
+    generator = torch.Generator().manual_seed(seed)
+    model = GRUNet(config.model, generator=generator).to(device)
+    half = config.model.n_units // 2
+    estimator = MineEstimator(half, half, config.estimator, generator=generator).to(device)
+    if device.type != "cpu":
+        generator = torch.Generator(device).manual_seed(seed)
+    t = config.training
+    model_opt = make_optimizer(model.parameters(), t.optimizer, t.lr, t.eps, rho=t.rho)
+    critic_opt = make_critic_optimizer(estimator, config.estimator)
+    if data is None:
+        task = config.task
+        data = {"pool": separation_batch(range(task.pool_size), task),
+                "test": separation_batch(held_out_indices(task), task)}
+    return RunState(model, estimator, model_opt, critic_opt, generator,
+                    np.random.default_rng(seed), history={k: [] for k in HISTORY_KEYS},
+                    data=data)
+
+
+def _batch(state: RunState, config: RunConfig, n_sequences: int
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`n_sequences` pairs drawn with replacement from the pool: inputs (n, T, 3), targets
+    (n, T, 6) on the run's device."""
+    pool = state.data["pool"]
+    rows = state.rng.integers(0, len(pool.inputs), size=n_sequences)
+    return (torch.from_numpy(pool.inputs[rows]).to(state.device),
+            torch.from_numpy(pool.targets[rows]).to(state.device))
+
+
+def noisy_groups(state: RunState, config: RunConfig, h: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """G1 and G2 of h (batch, T, N), each with its own N(0, noise_std²) noise (SPEC §4.2:
+    outside the estimator, so the shuffled term is noisy too)."""
+    noise = torch.randn(h.shape, generator=state.generator, device=state.device)
+    return split_groups(h + config.estimator.noise_std * noise)
+
+
+def critic_phase(state: RunState, config: RunConfig, n_steps: int) -> float:
+    """`n_steps` SM steps, each on its own random batch, then Î with the updated critic on
+    the last batch (returned, nats).
+
+    The GRU runs without gradient over all n_steps batches at once (in chunks of at most
+    MAX_FORWARD_BYTES of hidden states), which gives what separate forwards give.
+    """
+    batch = config.task.batch_size
+    inputs, _ = _batch(state, config, n_steps * batch)
+    bytes_per_sequence = inputs.shape[1] * config.model.n_units * 4
+    chunk = max(batch, MAX_FORWARD_BYTES // bytes_per_sequence // batch * batch)
+    last_h = None
+    for block in inputs.split(chunk):
+        with torch.no_grad():
+            h, _ = state.model(block)
+        for last_h in h.split(batch):
+            _critic_step(state.estimator, state.critic_opt,
+                         *noisy_groups(state, config, last_h), state.generator,
+                         config.estimator)
+    with torch.no_grad():
+        return state.estimator(*noisy_groups(state, config, last_h), state.generator).item()
+
+
+def l2_penalty(model: GRUNet, config: RunConfig) -> torch.Tensor:
+    """c_reg (‖W_hh‖² + ‖W_out‖²) + c_reg_in ‖W_ih‖²; biases are not penalised."""
+    t = config.training
+    return (t.c_reg * (model.gru.weight_hh_l0.square().sum() + model.readout.weight.square().sum())
+            + t.c_reg_in * model.gru.weight_ih_l0.square().sum())
+
+
+def model_step(state: RunState, config: RunConfig) -> dict[str, float]:
+    """One MM step on a fresh batch; returns its MSE (t ≥ washout), L2 and total loss."""
+    t, washout = config.training, config.task.washout
+    inputs, targets = _batch(state, config, config.task.batch_size)
+    h, y = state.model(inputs)
+    mse = (y[:, washout:] - targets[:, washout:]).square().mean()
+    l2 = l2_penalty(state.model, config)
+    loss = mse + l2
+    if t.lambda_mi > 0:
+        for p in state.estimator.parameters():
+            p.requires_grad_(False)
+        try:
+            loss = loss + t.lambda_mi * state.estimator(*noisy_groups(state, config, h),
+                                                       state.generator)
+        finally:
+            for p in state.estimator.parameters():
+                p.requires_grad_(True)
+    state.model_opt.zero_grad(set_to_none=True)
+    loss.backward()
+    state.model_opt.step()
+    return {"mse": mse.item(), "l2": l2.item(), "loss": loss.item()}
+
+
+def test_evaluation(model: GRUNet, test, washout: int, device: torch.device | str = "cpu"
+                    ) -> dict[str, float]:
+    """Test MSE (t ≥ washout), R² per output and mean/min, and the differentiation indices
+    on the fixed test set `test` (a SeparationBatch)."""
+    with torch.no_grad():
+        h, y = model(torch.from_numpy(test.inputs).to(device))
+    h, y = h.cpu().numpy(), y.cpu().numpy()
+    r2 = analysis.r_squared(test.targets, y)
+    return {
+        "test_mse": float(((y[:, washout:] - test.targets[:, washout:]) ** 2).mean()),
+        "r2_mean": float(r2.mean()), "r2_min": float(r2.min()),
+        **{f"r2_{k}": float(v) for k, v in enumerate(r2)},
+        **analysis.separation_indices(model.readout.weight.detach().cpu().numpy(),
+                                      model.recurrent_block("h").detach().cpu().numpy(),
+                                      h, y, washout),
+    }
+
+
+def pretrain(state: RunState, config: RunConfig) -> None:
+    """The critic's pre-training: `n_sm_pretrain` SM steps on random batches."""
+    t = config.training
+    chunk = max(t.n_sm_steps, 1)
+    for start in range(0, t.n_sm_pretrain, chunk):
+        critic_phase(state, config, min(chunk, t.n_sm_pretrain - start))
+
+
+def epoch(state: RunState, config: RunConfig) -> dict[str, float]:
+    """`n_mm_steps` × (SM phase, MM step), then the test evaluation; the logged loss, MSE,
+    L2 and Î are means over the epoch's steps."""
+    t = config.training
+    steps = []
+    for _ in range(t.n_mm_steps):
+        mi = critic_phase(state, config, t.n_sm_steps) if t.n_sm_steps else float("nan")
+        steps.append({**model_step(state, config), "mi": mi})
+    logged = {key: float(np.mean([s[key] for s in steps])) for key in steps[0]}
+    return {**logged, **test_evaluation(state.model, state.data["test"], config.task.washout,
+                                        state.device)}
+
+
+SEPARATION_LOOP = Loop(task="separation", history_keys=HISTORY_KEYS, init=init_separation,
+                       pretrain=pretrain, epoch=epoch, postfix=("loss", "r2_mean", "mi"))
+
+
+def train_separation(config: RunConfig, seed: int, root: Path | None = None,
+                     progress: bool = True, stop_after: int | None = None,
+                     on_epoch: Callable[[RunState], None] | None = None,
+                     device: str = "cpu") -> store.RunRecord | None:
+    """Train (or resume) one separation run; see `runs.train_run`."""
+    return train_run(SEPARATION_LOOP, config, seed, root, progress, stop_after, on_epoch,
+                     device)

@@ -1,0 +1,110 @@
+"""The separation GRU, its training loop and analyses (SPEC §2.2, §5.2, §6) on small cases."""
+import numpy as np
+import pytest
+import torch
+
+from mifd import analysis, separation, store
+from mifd.config import profile
+from mifd.models import GRUNet
+
+SMOKE = profile("smoke", "separation")
+
+
+def _sigmoid(v):
+    return 1 / (1 + np.exp(-v))
+
+
+def test_gru_step_matches_spec_equations_by_hand():
+    cfg = SMOKE.model.__class__(kind="gru", n_units=4, alpha=1.0, noise_std=0.0)
+    model = GRUNet(cfg, n_in=2, n_out=3, generator=torch.Generator().manual_seed(0)).double()
+    with torch.no_grad():  # non-zero biases, so every term of the equations is exercised
+        for p in (model.gru.bias_ih_l0, model.gru.bias_hh_l0, model.readout.bias):
+            p.copy_(torch.linspace(-0.5, 0.5, p.numel(), dtype=torch.float64))
+    u = np.random.default_rng(1).normal(size=(1, 3, 2))
+    h_torch, y_torch = model(torch.from_numpy(u))
+    w_ih, w_hh = model.gru.weight_ih_l0.detach().numpy(), model.gru.weight_hh_l0.detach().numpy()
+    b_ih, b_hh = model.gru.bias_ih_l0.detach().numpy(), model.gru.bias_hh_l0.detach().numpy()
+    block = lambda m, g: m[g * 4:(g + 1) * 4]  # torch gate order r, z, n
+    h = np.zeros(4)
+    for t in range(3):
+        z = _sigmoid(block(w_ih, 1) @ u[0, t] + block(b_ih, 1) + block(w_hh, 1) @ h + block(b_hh, 1))
+        r = _sigmoid(block(w_ih, 0) @ u[0, t] + block(b_ih, 0) + block(w_hh, 0) @ h + block(b_hh, 0))
+        cand = np.tanh(block(w_ih, 2) @ u[0, t] + block(b_ih, 2)
+                       + r * (block(w_hh, 2) @ h + block(b_hh, 2)))
+        h = z * h + (1 - z) * cand
+        assert np.allclose(h_torch[0, t].detach().numpy(), h, atol=1e-12)
+    w_out, c = model.readout.weight.detach().numpy(), model.readout.bias.detach().numpy()
+    assert np.allclose(y_torch[0, -1].detach().numpy(), w_out @ h + c, atol=1e-12)
+    assert torch.equal(model.recurrent_block("h"), model.gru.weight_hh_l0[8:12])
+
+
+def test_gru_initialisation_is_keras_like():
+    model = GRUNet(profile("paper", "separation").model, generator=torch.Generator().manual_seed(3))
+    w_hh = model.gru.weight_hh_l0.detach()
+    assert torch.allclose(w_hh.T @ w_hh, torch.eye(100), atol=1e-5)  # orthogonal over all gates
+    assert model.gru.weight_ih_l0.abs().max() <= np.sqrt(6 / 303)
+    assert model.readout.weight.abs().max() <= np.sqrt(6 / 106)
+    assert all(not b.any() for b in (model.gru.bias_ih_l0, model.gru.bias_hh_l0, model.readout.bias))
+
+
+def test_batched_critic_forward_equals_separate_forwards():
+    state = separation.init_separation(SMOKE, 0)
+    inputs, _ = separation._batch(state, SMOKE, 3 * SMOKE.task.batch_size)
+    with torch.no_grad():
+        together, _ = state.model(inputs)
+        apart = torch.cat([state.model(block)[0] for block in inputs.split(SMOKE.task.batch_size)])
+    assert torch.allclose(together, apart, atol=1e-6)
+
+
+def test_r_squared_on_known_cases():
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(2, 50, 3))
+    assert np.allclose(analysis.r_squared(y, y), 1.0)
+    assert np.allclose(analysis.r_squared(y, np.broadcast_to(y.reshape(-1, 3).mean(0), y.shape)), 0.0)
+    # predicting half the deviation leaves a quarter of the variance: R² = 0.75
+    mean = y.reshape(-1, 3).mean(0)
+    assert np.allclose(analysis.r_squared(y, mean + 0.5 * (y - mean)), 0.75)
+
+
+def test_separation_indices_of_a_perfectly_split_network():
+    rng = np.random.default_rng(4)
+    n, b, t = 6, 3, 4000
+    groups = analysis.two_groups(n)
+    # one driving signal per system, shared by its three outputs; G1 units follow the Lorenz
+    # signal only, G2 units the Rössler signal only
+    lorenz, rossler = rng.normal(size=(b, t, 1)), rng.normal(size=(b, t, 1))
+    jitter = lambda: 0.05 * rng.normal(size=(b, t, 3))
+    outputs = np.concatenate([lorenz + jitter(), rossler + jitter()], axis=-1)
+    h = np.concatenate([lorenz + jitter(), rossler + jitter()], axis=-1)
+    w_out = np.zeros((6, n))
+    w_out[:3, groups == 0] = 1.0
+    w_out[3:, groups == 1] = -2.0
+    u_h = np.kron(np.eye(2), np.ones((3, 3)))
+    idx = analysis.separation_indices(w_out, u_h, h, outputs, washout=10)
+    assert idx["D_out"] == pytest.approx(1.0) and idx["Q_str"] == pytest.approx(0.5)
+    assert idx["D_cor"] > 0.9 and idx["Q_cor"] > 0.4
+    c_l, c_r = analysis.system_strengths(analysis.output_correlations(h, outputs, 10))
+    assert (c_l[groups == 0] > c_r[groups == 0]).all() and (c_r[groups == 1] > c_l[groups == 1]).all()
+
+
+def test_two_communities_and_nmi_recover_a_block_partition():
+    groups = analysis.two_groups(8)
+    a = analysis.symmetrised_weights(np.kron(np.eye(2), np.ones((4, 4))) + 0.05)
+    labels = analysis.two_communities(a)
+    assert analysis.normalized_mutual_information(labels, groups) == pytest.approx(1.0)
+    assert analysis.normalized_mutual_information(1 - groups, groups) == pytest.approx(1.0)
+    assert analysis.normalized_mutual_information([0, 1, 0, 1], [0, 0, 1, 1]) == pytest.approx(0.0)
+
+
+def test_smoke_run_logs_every_epoch_and_resumes_identically(tmp_path):
+    full = separation.train_separation(SMOKE, 2, root=tmp_path / "full", progress=False)
+    assert set(full.history) == set(separation.HISTORY_KEYS)
+    assert all(len(v) == SMOKE.training.epochs for v in full.history.values())
+    assert all(np.isfinite(v).all() for v in full.history.values())
+    assert separation.train_separation(SMOKE, 2, root=tmp_path / "cut", progress=False,
+                                       stop_after=1) is None
+    resumed = separation.train_separation(SMOKE, 2, root=tmp_path / "cut", progress=False)
+    for key, values in full.history.items():
+        assert np.array_equal(values, resumed.history[key]), key
+    assert resumed.provenance["sittings"] == [0, 1]
+    assert store.is_complete(resumed.path)
