@@ -108,3 +108,17 @@ def test_smoke_run_logs_every_epoch_and_resumes_identically(tmp_path):
         assert np.array_equal(values, resumed.history[key]), key
     assert resumed.provenance["sittings"] == [0, 1]
     assert store.is_complete(resumed.path)
+
+
+def test_chapter_5_trains_missing_smoke_runs_through_papermill(tmp_path):
+    import papermill
+    from pathlib import Path
+
+    notebook = Path(__file__).resolve().parent.parent / "notebooks" / "05_separation.ipynb"
+    papermill.execute_notebook(
+        str(notebook), str(tmp_path / "out.ipynb"), cwd=str(notebook.parent),
+        kernel_name="python3", progress_bar=False,
+        parameters={"profile_name": "smoke", "seeds": [1, 2, 3], "results_dir": str(tmp_path),
+                    "train_missing": True, "shown_steps": 300},
+    )
+    assert len(list(tmp_path.rglob(store.MANIFEST))) == 6
