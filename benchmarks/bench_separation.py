@@ -3,9 +3,11 @@
 One model (MM) update of SPEC §5.2 is: the critic phase (n_sm_steps random batches of B
 sequences run through the GRU without gradient, a critic step on each, one more Î), then
 one MM step (GRU forward and backward over the batch with the MI term). Timed here:
-  SM forward, batched   the n_sm_steps·B sequences through the GRU at once (mifd.separation)
-  SM forward, separate  the same sequences batch by batch (the reference: what a loop
-                        over the SM steps would do)
+  SM forward, separate  the n_sm_steps batches of B sequences through the GRU one by one,
+                        as mifd.separation does
+  SM forward, batched   the same n_sm_steps·B sequences as one batch (the alternative it
+                        was measured against: same states to float rounding, n_sm_steps
+                        times the memory)
   critic steps          n_sm_steps critic steps on the batches' hidden states (three
                         timed, then scaled)
   MM step               one model step, with λ > 0 so the MI term is differentiated
@@ -65,9 +67,9 @@ def measure(name: str, fraction: float) -> dict[str, float]:
     mm = _seconds(lambda: separation.model_step(state, config))
     test = _seconds(lambda: separation.test_evaluation(state.model, state.data["test"],
                                                        config.task.washout))
-    update = batched + critic + mm
+    update = separate + critic + mm
     run = (t.epochs * (t.n_mm_steps * update + test)
-           + t.n_sm_pretrain * (batched + critic) / max(t.n_sm_steps, 1))
+           + t.n_sm_pretrain * (separate + critic) / max(t.n_sm_steps, 1))
     return {"SM forward, batched": batched, "SM forward, separate": separate,
             "critic steps": critic, "MM step": mm, "test evaluation": test,
             "model update": update, "run (h)": run / 3600}

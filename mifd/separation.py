@@ -1,7 +1,8 @@
 """The alternating training of the separation GRU and its statistics network (SPEC §5.2).
 
 One epoch is `n_mm_steps` model (MM) steps. Before each, the critic takes `n_sm_steps` (SM)
-steps, each on its own batch drawn with replacement from the training pool, and Î is
+steps, each on its own batch drawn with replacement from the training pool (the GRU runs
+without gradient), and Î is
 evaluated once more with the updated critic on the last of those batches (the epoch's
 "mi" is the mean of these). The MM step, on a fresh batch, minimises
 
@@ -35,7 +36,6 @@ HISTORY_KEYS = (
     "loss", "mse", "mi", "l2", "test_mse", "r2_mean", "r2_min",
     *(f"r2_{k}" for k in range(N_OUTPUTS)), "Q_cor", "Q_str", "D_cor", "D_out",
 )
-MAX_FORWARD_BYTES = 2 ** 30  # the critic phase's batched no-grad forward is chunked to this
 
 
 def init_separation(config: RunConfig, seed: int, device: str = "cpu",
@@ -81,26 +81,22 @@ def noisy_groups(state: RunState, config: RunConfig, h: torch.Tensor
 
 
 def critic_phase(state: RunState, config: RunConfig, n_steps: int) -> float:
-    """`n_steps` SM steps, each on its own random batch, then Î with the updated critic on
-    the last batch (returned, nats).
+    """`n_steps` SM steps, each on its own random batch run through the GRU without gradient,
+    then Î with the updated critic on the last batch (returned, nats).
 
-    The GRU runs without gradient over all n_steps batches at once (in chunks of at most
-    MAX_FORWARD_BYTES of hidden states), which gives what separate forwards give.
+    The batches go through the GRU one by one: running all n_steps·B sequences as one batch
+    gives the same states (to float rounding) and was measured no faster on this CPU
+    (benchmarks/bench_separation.py), while it needs n_steps times the memory.
     """
-    batch = config.task.batch_size
-    inputs, _ = _batch(state, config, n_steps * batch)
-    bytes_per_sequence = inputs.shape[1] * config.model.n_units * 4
-    chunk = max(batch, MAX_FORWARD_BYTES // bytes_per_sequence // batch * batch)
-    last_h = None
-    for block in inputs.split(chunk):
+    h = None
+    for _ in range(n_steps):
+        inputs, _ = _batch(state, config, config.task.batch_size)
         with torch.no_grad():
-            h, _ = state.model(block)
-        for last_h in h.split(batch):
-            _critic_step(state.estimator, state.critic_opt,
-                         *noisy_groups(state, config, last_h), state.generator,
-                         config.estimator)
+            h, _ = state.model(inputs)
+        _critic_step(state.estimator, state.critic_opt, *noisy_groups(state, config, h),
+                     state.generator, config.estimator)
     with torch.no_grad():
-        return state.estimator(*noisy_groups(state, config, last_h), state.generator).item()
+        return state.estimator(*noisy_groups(state, config, h), state.generator).item()
 
 
 def l2_penalty(model: GRUNet, config: RunConfig) -> torch.Tensor:
