@@ -31,9 +31,10 @@ class WMReplay:
     z: np.ndarray
 
 
-def wm_model(config: RunConfig, parameters: dict[str, np.ndarray]) -> LeakyRNN:
-    """A LeakyRNN holding `parameters` ({name: array}, e.g. one snapshot of a record)."""
-    model = LeakyRNN(config.model)
+def stored_model(config: RunConfig, parameters: dict[str, np.ndarray]) -> LeakyRNN | GRUNet:
+    """The configuration's model (LeakyRNN or GRUNet) holding `parameters` ({name: array},
+    e.g. one snapshot of a record)."""
+    model = (LeakyRNN if config.model.kind == "leaky_rnn" else GRUNet)(config.model)
     model.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in parameters.items()})
     return model
 
@@ -45,7 +46,7 @@ def replay_wm(config: RunConfig, parameters: dict[str, np.ndarray], seed: int,
         **{"task.batch_size": batch_size}).task
     batch = wm_batch(task, np.random.default_rng(seed))
     generator = torch.Generator().manual_seed(seed)
-    model = wm_model(config, parameters)
+    model = stored_model(config, parameters)
     inputs = torch.from_numpy(batch.inputs)
     x0 = torch.randn((task.batch_size, config.model.n_units), generator=generator)
     noise = torch.randn((*inputs.shape[:2], config.model.n_units), generator=generator)
@@ -88,17 +89,10 @@ class SeparationReplay:
     y: np.ndarray
 
 
-def separation_model(config: RunConfig, parameters: dict[str, np.ndarray]) -> GRUNet:
-    """A GRUNet holding `parameters` ({name: array}, e.g. one snapshot of a record)."""
-    model = GRUNet(config.model)
-    model.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in parameters.items()})
-    return model
-
-
 def replay_separation(config: RunConfig, parameters: dict[str, np.ndarray]) -> SeparationReplay:
     """Run the configuration's fixed test set (generated or read from the cache) through
     `parameters`, from h₀ = 0 as in training."""
     test = separation_batch(held_out_indices(config.task), config.task)
     with torch.no_grad():
-        h, y = separation_model(config, parameters)(torch.from_numpy(test.inputs))
+        h, y = stored_model(config, parameters)(torch.from_numpy(test.inputs))
     return SeparationReplay(test.inputs, test.targets, h.numpy(), y.numpy())

@@ -85,6 +85,28 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def build_networks(config: RunConfig, seed: int, device: str, model_class: type[nn.Module]
+                   ) -> tuple[nn.Module, nn.Module, torch.Generator, torch.device]:
+    """The task's model and its MINE statistics network for a fresh run, and the run's
+    generator.
+
+    The parameters are drawn on the CPU from `seed` whatever the device, so a run starts
+    from the same networks everywhere; the training draws (noise, permutations) then come
+    from a generator on `device`, so CUDA runs follow a different random stream than CPU
+    runs (and differ from them beyond float rounding).
+    """
+    from .mine import MineEstimator
+
+    device = resolve_device(device)
+    generator = torch.Generator().manual_seed(seed)
+    model = model_class(config.model, generator=generator).to(device)
+    half = config.model.n_units // 2
+    estimator = MineEstimator(half, half, config.estimator, generator=generator).to(device)
+    if device.type != "cpu":
+        generator = torch.Generator(device).manual_seed(seed)
+    return model, estimator, generator, device
+
+
 def snapshot(state: RunState) -> None:
     """Record all model parameters at the current epoch."""
     for name, p in state.model.named_parameters():

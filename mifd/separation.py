@@ -24,11 +24,11 @@ import torch
 
 from . import analysis, store
 from .config import RunConfig
-from .mine import MineEstimator, make_critic_optimizer
+from .mine import make_critic_optimizer
 from .mine import critic_step as _critic_step
 from .models import GRUNet, split_groups
 from .optim import make_optimizer
-from .runs import Loop, RunState, resolve_device, train_run
+from .runs import Loop, RunState, build_networks, train_run
 from .tasks import held_out_indices, separation_batch
 
 N_OUTPUTS = 6
@@ -43,13 +43,7 @@ def init_separation(config: RunConfig, seed: int, device: str = "cpu",
     """GRU, statistics network, Adam optimisers and random streams of a fresh run, with the
     training pool and the test set kept in `state.data`: `data` ({"pool", "test"}, each a
     SeparationBatch) when given, else the configured chaos data (generated or cached)."""
-    device = resolve_device(device)
-    generator = torch.Generator().manual_seed(seed)
-    model = GRUNet(config.model, generator=generator).to(device)
-    half = config.model.n_units // 2
-    estimator = MineEstimator(half, half, config.estimator, generator=generator).to(device)
-    if device.type != "cpu":
-        generator = torch.Generator(device).manual_seed(seed)
+    model, estimator, generator, _ = build_networks(config, seed, device, GRUNet)
     t = config.training
     model_opt = make_optimizer(model.parameters(), t.optimizer, t.lr, t.eps, rho=t.rho)
     critic_opt = make_critic_optimizer(estimator, config.estimator)

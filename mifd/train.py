@@ -19,10 +19,10 @@ import torch
 
 from . import store
 from .config import RunConfig
-from .mine import MineEstimator, critic_step, make_critic_optimizer
+from .mine import critic_step, make_critic_optimizer
 from .models import LeakyRNN, split_groups
 from .optim import clip_per_tensor_norm, make_optimizer
-from .runs import Loop, RunFailed, RunState, resolve_device, train_run
+from .runs import Loop, RunFailed, RunState, build_networks, resolve_device, train_run
 from .tasks import wm_batch
 
 __all__ = ["HISTORY_KEYS", "RunFailed", "init_wm", "train_wm", "resolve_device"]
@@ -34,20 +34,9 @@ HISTORY_KEYS = (
 
 
 def init_wm(config: RunConfig, seed: int, device: str = "cpu") -> RunState:
-    """Model, statistics network, optimisers and random streams of a fresh run.
-
-    The parameters are drawn on the CPU from `seed` whatever the device, so a run starts
-    from the same network everywhere; the training draws (noise, permutations) then come
-    from a generator on `device`, so CUDA runs follow a different random stream than CPU
-    runs (and differ from them beyond float rounding).
-    """
-    device = resolve_device(device)
-    generator = torch.Generator().manual_seed(seed)
-    model = LeakyRNN(config.model, generator=generator).to(device)
-    half = config.model.n_units // 2
-    estimator = MineEstimator(half, half, config.estimator, generator=generator).to(device)
-    if device.type != "cpu":
-        generator = torch.Generator(device).manual_seed(seed)
+    """Model, statistics network, optimisers and random streams of a fresh run (see
+    `runs.build_networks` for what the device changes)."""
+    model, estimator, generator, _ = build_networks(config, seed, device, LeakyRNN)
     t = config.training
     model_opt = make_optimizer(model.parameters(), t.optimizer, t.lr, t.eps, rho=t.rho,
                                eps_inside_sqrt=t.rmsprop_eps_inside_sqrt)
