@@ -184,7 +184,7 @@ class TrainingConfig(_Validated):
     lr: float = field(default=2e-3, metadata=_check("positive"))
     rho: float = field(default=0.9, metadata=_check("probability"))
     eps: float = field(default=1e-7, metadata=_check("positive"))
-    rmsprop_eps_inside_sqrt: bool = True
+    rmsprop_eps_inside_sqrt: bool = True  # ε inside √ (Keras ≥ 2.11), model and critic alike
     clip_norm: float | None = field(default=4.0, metadata=_check("positive"))
     c_reg: float = field(default=0.01, metadata=_check("nonnegative"))
     c_reg_in: float = field(default=0.01, metadata=_check("nonnegative"))

@@ -320,10 +320,12 @@ class MineEstimator(nn.Module):
         return self.estimate(self.draw(g1, g2, generator))
 
 
-def make_critic_optimizer(estimator: MineEstimator, cfg: EstimatorConfig
-                          ) -> torch.optim.Optimizer:
-    """The critic's optimiser (SPEC §4.4): RMSprop ρ 0.9 (WM) or Adam (separation), lr and ε."""
-    return make_optimizer(estimator.parameters(), cfg.optimizer, cfg.lr, cfg.eps)
+def make_critic_optimizer(estimator: MineEstimator, cfg: EstimatorConfig,
+                          eps_inside_sqrt: bool = True) -> torch.optim.Optimizer:
+    """The critic's optimiser (SPEC §4.4): RMSprop ρ 0.9 (WM) or Adam (separation), lr and ε;
+    `eps_inside_sqrt` places RMSprop's ε as `optim.RMSprop` describes."""
+    return make_optimizer(estimator.parameters(), cfg.optimizer, cfg.lr, cfg.eps,
+                          eps_inside_sqrt=eps_inside_sqrt)
 
 
 def critic_step(estimator: MineEstimator, optimizer: torch.optim.Optimizer, g1: torch.Tensor,

@@ -40,7 +40,8 @@ def init_wm(config: RunConfig, seed: int, device: str = "cpu") -> RunState:
     t = config.training
     model_opt = make_optimizer(model.parameters(), t.optimizer, t.lr, t.eps, rho=t.rho,
                                eps_inside_sqrt=t.rmsprop_eps_inside_sqrt)
-    critic_opt = make_critic_optimizer(estimator, config.estimator)
+    critic_opt = make_critic_optimizer(estimator, config.estimator,
+                                       eps_inside_sqrt=t.rmsprop_eps_inside_sqrt)
     return RunState(model, estimator, model_opt, critic_opt, generator,
                     np.random.default_rng(seed), history={k: [] for k in HISTORY_KEYS})
 
