@@ -177,11 +177,13 @@ def find_record(config: RunConfig, seed: int, root: Path | None = None) -> RunRe
 
 
 def git_commit(root: Path = ROOT) -> str:
-    """The repository's HEAD commit, with "+dirty" if tracked files differ; "unknown" outside git."""
+    """The repository's HEAD commit, with "+dirty" if tracked files outside results/ (the
+    code, not the stored records) differ from it; "unknown" outside git."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                                 text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":(exclude)results"],
                                cwd=root, capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

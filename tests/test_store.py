@@ -60,3 +60,21 @@ def test_manifest_lists_checksums_of_every_file(tmp_path):
 def test_atomic_write_leaves_no_temporary_files(tmp_path):
     store.atomic_write_bytes(tmp_path / "a.bin", b"x" * 10)
     assert [p.name for p in tmp_path.iterdir()] == ["a.bin"]
+
+
+def test_git_commit_marks_code_changes_but_not_record_changes(tmp_path):
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "code.py").write_text("a = 1\n")
+    (tmp_path / "results" / "record.json").write_text("{}\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
+    (tmp_path / "results" / "record.json").unlink()
+    assert not store.git_commit(tmp_path).endswith("+dirty")
+    (tmp_path / "code.py").write_text("a = 2\n")
+    assert store.git_commit(tmp_path).endswith("+dirty")
