@@ -243,7 +243,7 @@ def onset_table(courses: pd.DataFrame, indices: tuple[str, ...],
     Returns one row per run with a column "t50 Q_corr", "t90 Q_corr", … per index and fraction.
     """
     rows = []
-    for run, course in courses.sort_values("epoch").groupby("run", sort=False):
+    for run, course in courses.sort_values("epoch", kind="stable").groupby("run", sort=False):
         row = {"run": run}
         for name in indices:
             for f in fractions:
