@@ -135,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"mifd: error: {error}", file=sys.stderr)
         return 2
-    except FloatingPointError as error:  # train.RunFailed: recorded in the run directory
+    except FloatingPointError as error:  # runs.RunFailed: recorded in the run directory
         print(f"mifd: run failed: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -86,7 +86,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build_networks(config: RunConfig, seed: int, device: str, model_class: type[nn.Module]
-                   ) -> tuple[nn.Module, nn.Module, torch.Generator, torch.device]:
+                   ) -> tuple[nn.Module, nn.Module, torch.Generator]:
     """The task's model and its MINE statistics network for a fresh run, and the run's
     generator.
 
@@ -104,7 +104,7 @@ def build_networks(config: RunConfig, seed: int, device: str, model_class: type[
     estimator = MineEstimator(half, half, config.estimator, generator=generator).to(device)
     if device.type != "cpu":
         generator = torch.Generator(device).manual_seed(seed)
-    return model, estimator, generator, device
+    return model, estimator, generator
 
 
 def snapshot(state: RunState) -> None:

@@ -43,7 +43,7 @@ def init_separation(config: RunConfig, seed: int, device: str = "cpu",
     """GRU, statistics network, Adam optimisers and random streams of a fresh run, with the
     training pool and the test set kept in `state.data`: `data` ({"pool", "test"}, each a
     SeparationBatch) when given, else the configured chaos data (generated or cached)."""
-    model, estimator, generator, _ = build_networks(config, seed, device, GRUNet)
+    model, estimator, generator = build_networks(config, seed, device, GRUNet)
     t = config.training
     model_opt = make_optimizer(model.parameters(), t.optimizer, t.lr, t.eps, rho=t.rho)
     critic_opt = make_critic_optimizer(estimator, config.estimator)

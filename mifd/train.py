@@ -22,10 +22,8 @@ from .config import RunConfig
 from .mine import critic_step, make_critic_optimizer
 from .models import LeakyRNN, split_groups
 from .optim import clip_per_tensor_norm, make_optimizer
-from .runs import Loop, RunFailed, RunState, build_networks, resolve_device, train_run
+from .runs import Loop, RunState, build_networks, train_run
 from .tasks import wm_batch
-
-__all__ = ["HISTORY_KEYS", "RunFailed", "init_wm", "train_wm", "resolve_device"]
 
 HISTORY_KEYS = (
     "mse", "accuracy", "accuracy_bit1", "accuracy_bit2", "mi_before", "mi_after", "l2",
@@ -36,7 +34,7 @@ HISTORY_KEYS = (
 def init_wm(config: RunConfig, seed: int, device: str = "cpu") -> RunState:
     """Model, statistics network, optimisers and random streams of a fresh run (see
     `runs.build_networks` for what the device changes)."""
-    model, estimator, generator, _ = build_networks(config, seed, device, LeakyRNN)
+    model, estimator, generator = build_networks(config, seed, device, LeakyRNN)
     t = config.training
     model_opt = make_optimizer(model.parameters(), t.optimizer, t.lr, t.eps, rho=t.rho,
                                eps_inside_sqrt=t.rmsprop_eps_inside_sqrt)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from mifd import store, sweep, train
+from mifd import runs, store, sweep, train
 from mifd.cli import main
 from mifd.config import profile
 
@@ -164,11 +164,11 @@ def test_altered_record_is_refused_naming_the_file(reference, tmp_path):
 
 def test_diverging_run_stops_with_a_recorded_failure(tmp_path):
     exploding = SMOKE.replace(**{"training.lr": 1e30})
-    with pytest.raises(train.RunFailed, match="loss became inf"):
+    with pytest.raises(runs.RunFailed, match="loss became inf"):
         train.train_wm(exploding, 1, root=tmp_path, progress=False)
     directory = store.run_dir(exploding, 1, tmp_path)
     assert store.read_failure(directory)["epoch"] == 2 and not store.is_complete(directory)
-    with pytest.raises(train.RunFailed, match="failed earlier"):
+    with pytest.raises(runs.RunFailed, match="failed earlier"):
         train.train_wm(exploding, 1, root=tmp_path, progress=False)
     summary = sweep.run_sweep([sweep.Run(exploding, 1)], root=tmp_path, progress=False,
                               save=False)
@@ -180,7 +180,7 @@ def test_device_is_checked_and_plumbed():
     assert {p.device.type for p in state.model.parameters()} == {"cpu"}
     assert state.device.type == "cpu"
     with pytest.raises(ValueError, match="device"):
-        train.resolve_device("tpu")
+        runs.resolve_device("tpu")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA GPU"):
             train.init_wm(SMOKE, 0, device="cuda")
