@@ -133,13 +133,13 @@ def run_one(config_json: str, seed: int, root: str | None = None, device: str = 
 
     torch.set_num_threads(threads)
     config = RunConfig.from_json(config_json)
-    directory = store.run_dir(config, seed, None if root is None else Path(root))
+    root = None if root is None else Path(root)
+    directory = store.run_dir(config, seed, root)
     store.atomic_write_bytes(directory / WORKER_FILE, json.dumps(
         {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}).encode())
     try:
-        record = TRAINERS[config.task_name](config, seed,
-                                            root=None if root is None else Path(root),
-                                            progress=False, device=device)
+        record = TRAINERS[config.task_name](config, seed, root=root, progress=False,
+                                            device=device)
     except RunFailed as error:
         return {"status": "failed", "reason": str(error)}
     finally:
