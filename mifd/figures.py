@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 
+from . import analysis
 from .tasks import OFF_CHANNELS, ON_CHANNELS
 
 SOURCE_LABELS = ("Lorenz x", "Lorenz y", "Lorenz z", "Rössler x", "Rössler y", "Rössler z")
@@ -113,6 +115,29 @@ def learning_curves(curves: dict[str, dict[str, np.ndarray]], ylabels: dict[str,
         if ylims and quantity in ylims:
             ax.set_ylim(*ylims[quantity])
         ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def profile_courses(courses: pd.DataFrame, ylabels: dict[str, str]) -> Figure:
+    """Index courses of the same seeds at two profiles, one panel per index.
+
+    courses: a DataFrame with one row per (profile, condition, seed, epoch) and a column per
+    key of `ylabels`; colour = condition, line style = profile (the first solid), one line
+    per seed, so courses of different lengths (e.g. 300 and 1000 epochs) share an axis.
+    """
+    fig, axes = plt.subplots(1, len(ylabels), figsize=(4.2 * len(ylabels), 3.6), squeeze=False)
+    styles = dict(zip(courses["profile"].unique(), ("-", "--", ":")))
+    colors = dict(zip(courses["condition"].unique(), CONDITION_COLORS))
+    for ax, (quantity, ylabel) in zip(axes[0], ylabels.items()):
+        for (profile, condition, seed), course in courses.groupby(
+                ["profile", "condition", "seed"], sort=False):
+            course = course.sort_values("epoch")
+            ax.plot(course["epoch"], course[quantity], color=colors[condition],
+                    ls=styles[profile], lw=1.4, label=f"{profile}, {condition}, seed {seed}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+    axes[0, -1].legend(fontsize="small")
     fig.tight_layout()
     return fig
 
@@ -304,8 +329,7 @@ def specialisation_scatter(d: np.ndarray, differences: dict[str, np.ndarray],
             sel = groups == g
             ax.scatter(values[sel], d[sel], marker=marker, facecolors="none", edgecolors=color,
                        label=names[g])
-        r = np.corrcoef(values, d)[0, 1]
-        ax.set_title(f"Pearson r = {r:.2f}")
+        ax.set_title(f"Pearson r = {analysis.pearson_r(values, d):.2f}")
         ax.axhline(0, color="0.7", lw=0.8)
         ax.axvline(0, color="0.7", lw=0.8)
         ax.set_xlabel(label)

@@ -1,0 +1,26 @@
+"""Figure functions that no chapter exercises with the committed records' default parameters."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from mifd import figures
+
+
+def test_profile_courses_draws_one_line_per_run_styled_by_profile():
+    rows = [{"profile": profile, "condition": condition, "seed": 7, "epoch": epoch,
+             "Q_corr": epoch / n, "Q_str": -epoch / n}
+            for profile, n in (("paper", 1000), ("book", 300))
+            for condition in ("λ = 0.1", "λ = 0 (control)")
+            for epoch in np.arange(0, n + 1, 25)]
+    fig = figures.profile_courses(pd.DataFrame(rows), {"Q_corr": "Q_corr", "Q_str": "Q_str"})
+    assert len(fig.axes) == 2
+    lines = fig.axes[0].get_lines()
+    assert len(lines) == 4
+    by_label = {line.get_label(): line for line in lines}
+    paper = by_label["paper, λ = 0.1, seed 7"]
+    book = by_label["book, λ = 0.1, seed 7"]
+    assert (paper.get_linestyle(), book.get_linestyle()) == ("-", "--")
+    assert paper.get_xdata()[-1] == 1000 and book.get_xdata()[-1] == 300
+    assert by_label["paper, λ = 0 (control), seed 7"].get_color() != paper.get_color()
+    assert fig.axes[1].get_ylabel() == "Q_str"
