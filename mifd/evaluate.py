@@ -60,16 +60,26 @@ def final_parameters(snapshots: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {name: values[-1] for name, values in snapshots.items()}
 
 
-def index_courses(record, seed: int, batch_size: int | None = None) -> pd.DataFrame:
+# The parameters the authors' runner leaves out of its snapshots (SPEC §5.1 snapshot quirk).
+UNSNAPSHOTTED_BIASES = ("b", "b_out")
+
+
+def index_courses(record, seed: int, batch_size: int | None = None,
+                  legacy_bias_restore: bool = False) -> pd.DataFrame:
     """Every differentiation index at every snapshot of a run (SPEC §6.7).
 
     Each snapshot is restored and run on a fresh batch drawn from `seed` (the same batch
-    for every snapshot, so the courses differ only through the parameters). Returns one
-    row per snapshot: "seed", "lambda_mi", "epoch" and the columns of `analysis.wm_indices`.
+    for every snapshot, so the courses differ only through the parameters). With
+    `legacy_bias_restore` every snapshot runs with the *final* biases b and b_out, as the
+    authors' analysis does (their snapshots omit them); only the correlation-based indices
+    can change. Returns one row per snapshot: "seed", "lambda_mi", "epoch" and the columns
+    of `analysis.wm_indices`.
     """
+    final = final_parameters(record.snapshots)
     rows = []
     for k, epoch in enumerate(record.snapshot_epochs):
-        parameters = {name: values[k] for name, values in record.snapshots.items()}
+        parameters = {name: final[name] if legacy_bias_restore and name in UNSNAPSHOTTED_BIASES
+                      else values[k] for name, values in record.snapshots.items()}
         replay = replay_wm(record.config, parameters, seed, batch_size)
         rows.append({"seed": record.seed, "lambda_mi": record.config.training.lambda_mi,
                      "epoch": int(epoch),

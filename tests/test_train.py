@@ -3,10 +3,11 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from mifd import runs, store, train
+from mifd import analysis, evaluate, runs, store, train
 from mifd.cli import main
 from mifd.config import profile
 
@@ -172,3 +173,17 @@ def test_chapter_3_trains_missing_smoke_runs_through_papermill(tmp_path):
                     "train_missing": True},
     )
     assert len(list(tmp_path.rglob(store.MANIFEST))) == 4
+
+
+def test_legacy_bias_restore_runs_every_snapshot_with_the_final_biases(uninterrupted):
+    current = evaluate.index_courses(uninterrupted, 0)
+    legacy = evaluate.index_courses(uninterrupted, 0, legacy_bias_restore=True)
+    pd.testing.assert_frame_equal(current.iloc[[-1]], legacy.iloc[[-1]])
+    assert not np.isclose(current["Q_corr"].iloc[0], legacy["Q_corr"].iloc[0])
+    weight_only = ["Q_str", "D_in", "D_out"]
+    pd.testing.assert_frame_equal(current[weight_only], legacy[weight_only])
+    first = {name: values[0] for name, values in uninterrupted.snapshots.items()}
+    first.update({name: uninterrupted.snapshots[name][-1] for name in ("b", "b_out")})
+    by_hand = evaluate.replay_wm(uninterrupted.config, first, 0)
+    assert np.isclose(legacy["Q_corr"].iloc[0], analysis.wm_indices(
+        first, by_hand.x, by_hand.targets, uninterrupted.config.task.n_transient)["Q_corr"])
