@@ -8,7 +8,8 @@ Candidates, all on the same `LeakyRNN` parameters and the same batch:
   autograd loop       the update equation step by step, autograd records every step
   autograd + drive    α·(u @ w_in + b) + σ·ξ precomputed in one product, split by unbind
                       (indexing it per step would make the backward O(T²)); one addmm a step
-  hand-written        `mifd.models.LeakyRNN` (`LeakyIntegration`: BPTT written out)
+  hand-written        `mifd.models.LeakyRNN` (`LeakyIntegration`: BPTT written out), a
+                      cohort of one run
   jit autograd        TorchScript (deprecated in torch 2.x) of the "autograd + drive" loop
   jit hand-written    TorchScript of both hand-written loops
   compile step        torch.compile of one update step, called every step
@@ -30,6 +31,7 @@ import statistics
 import time
 import warnings
 from functools import partial
+from types import SimpleNamespace
 from typing import Callable
 
 import torch
@@ -48,6 +50,13 @@ Transient = Callable[[LeakyRNN, Tensor, Tensor, Tensor], Tensor]
 warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated")
 
 
+def _single(model: LeakyRNN) -> SimpleNamespace:
+    """The one run of a one-run `LeakyRNN` (its parameters without the run axis, as views
+    that carry gradient to the model), for the candidates written for a single network."""
+    return SimpleNamespace(alpha=model.alpha, noise_std=model.noise_std,
+                           **{name: p[0] for name, p in model.named_parameters()})
+
+
 def _with_readout(model: LeakyRNN, states: list[Tensor]) -> tuple[Tensor, Tensor]:
     rates = torch.tanh(torch.stack(states, 1))
     return rates, rates @ model.w_out + model.b_out
@@ -61,6 +70,7 @@ def _equation_step(model: LeakyRNN, x, u_k, xi_k):
 
 
 def autograd_loop(model: LeakyRNN, inputs, x0, noise):
+    model = _single(model)
     x, states = x0, []
     for k in range(inputs.shape[1]):
         x = _equation_step(model, x, inputs[:, k], noise[:, k])
@@ -70,6 +80,7 @@ def autograd_loop(model: LeakyRNN, inputs, x0, noise):
 
 @torch.no_grad()
 def autograd_loop_transient(model: LeakyRNN, inputs, x0, noise):
+    model = _single(model)
     x = x0
     for k in range(inputs.shape[1]):
         x = _equation_step(model, x, inputs[:, k], noise[:, k])
@@ -88,6 +99,7 @@ def _step(x: Tensor, drive_k: Tensor, w_rec: Tensor, alpha: float) -> Tensor:
 
 def drive_loop(model: LeakyRNN, inputs, x0, noise, step=_step):
     """Precomputed drive; x ← addmm((1 − α)·x + c[k], tanh x, w_rec, α) under autograd."""
+    model = _single(model)
     x, states = x0, []
     for drive_k in _drive(model, inputs, noise).unbind(0):
         x = step(x, drive_k, model.w_rec, model.alpha)
@@ -97,6 +109,7 @@ def drive_loop(model: LeakyRNN, inputs, x0, noise, step=_step):
 
 @torch.no_grad()
 def drive_loop_transient(model: LeakyRNN, inputs, x0, noise, step=_step):
+    model = _single(model)
     x = x0
     for drive_k in _drive(model, inputs, noise).unbind(0):
         x = step(x, drive_k, model.w_rec, model.alpha)
@@ -104,12 +117,12 @@ def drive_loop_transient(model: LeakyRNN, inputs, x0, noise, step=_step):
 
 
 def hand_written(model: LeakyRNN, inputs, x0, noise):
-    _, rates, outputs = model.forward_with_rates(inputs, x0, noise)
-    return rates, outputs
+    _, rates, outputs = model.forward_with_rates(inputs[None], x0[None], noise[None])
+    return rates[0], outputs[0]
 
 
 def hand_written_transient(model: LeakyRNN, inputs, x0, noise):
-    return model.run_transient(inputs, x0, noise)
+    return model.run_transient(inputs[None], x0[None], noise[None])[0]
 
 
 @torch.jit.script
@@ -124,6 +137,7 @@ def _scripted_drive_loop(drive: Tensor, x0: Tensor, w_rec: Tensor,
 
 
 def jit_autograd(model: LeakyRNN, inputs, x0, noise):
+    model = _single(model)
     drive = _drive(model, inputs, noise)
     return _with_readout(model, _scripted_drive_loop(drive, x0, model.w_rec, model.alpha))
 
@@ -176,6 +190,7 @@ class _ScriptedIntegration(torch.autograd.Function):
 
 
 def jit_hand_written(model: LeakyRNN, inputs, x0, noise):
+    model = _single(model)
     drive = _drive(model, inputs, noise)
     _, rates = _ScriptedIntegration.apply(drive, x0, model.w_rec, model.alpha)
     rates = rates.transpose(0, 1)
@@ -184,6 +199,7 @@ def jit_hand_written(model: LeakyRNN, inputs, x0, noise):
 
 @torch.no_grad()
 def jit_hand_written_transient(model: LeakyRNN, inputs, x0, noise):
+    model = _single(model)
     return _scripted_forward(_drive(model, inputs, noise), x0, model.w_rec, model.alpha)[0][-1]
 
 
@@ -240,7 +256,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=list(CANDIDATES), default=list(CANDIDATES))
     args = parser.parse_args()
     generator = torch.Generator().manual_seed(0)
-    model = LeakyRNN(ModelConfig(), generator=generator)
+    model = LeakyRNN(ModelConfig(), generators=generator)
     batch = make_batch(generator)
     names = ["autograd loop"] + [n for n in args.only if n != "autograd loop"]
     for threads in args.threads:

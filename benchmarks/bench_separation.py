@@ -63,7 +63,7 @@ def measure(name: str, fraction: float) -> dict[str, float]:
     timed_steps = min(t.n_sm_steps, 3)
     critic = _seconds(lambda: [separation._critic_step(
         state.estimator, state.critic_opt, *separation.noisy_groups(state, config, h),
-        state.generator, config.estimator) for _ in range(timed_steps)]) * t.n_sm_steps / timed_steps
+        state.generators, config.estimator) for _ in range(timed_steps)]) * t.n_sm_steps / timed_steps
     mm = _seconds(lambda: separation.model_step(state, config))
     test = _seconds(lambda: separation.test_evaluation(state.model, state.data["test"],
                                                        config.task.washout))

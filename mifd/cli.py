@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -44,6 +45,21 @@ def _float(text: str) -> float:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def _positive_float(text: str) -> float:
+    value = _float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _single_setting(text: str) -> tuple[str, Any]:
+    """"estimator.precision=bfloat16" → ("estimator.precision", "bfloat16")."""
+    name, values = _setting(text)
+    if len(values) != 1:
+        raise argparse.ArgumentTypeError(f"expected section.field=VALUE (one value), got {text!r}")
+    return name, values[0]
 
 
 def _seeds(text: str) -> list[int]:
@@ -94,6 +110,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--lambda-mi", type=_float, default=None,
                        help="MI penalty weight λ (default: the profile's; 0 is the control)")
     train.add_argument("--epochs", type=_positive_int, default=None)
+    train.add_argument("--set", type=_single_setting, action="append", default=[],
+                       metavar="FIELD=VALUE", help="any setting, e.g. "
+                       "estimator.precision=bfloat16 (repeatable)")
     train.add_argument("--results", type=Path, default=None,
                        help="results directory (default: the repository's results/)")
     train.add_argument("--device", default="cpu", help="cpu (default) or cuda")
@@ -111,7 +130,14 @@ def _parser() -> argparse.ArgumentParser:
                        metavar="FIELD=V1,V2", help="grid over any setting, e.g. "
                        "training.epochs=100,200 (repeatable)")
     sweep.add_argument("--workers", type=_positive_int, default=None,
-                       help="local worker processes (default: one per core)")
+                       help="local worker processes (default: one per core, at most one per "
+                       "cohort; each gets cores / workers torch threads)")
+    sweep.add_argument("--cohort-size", type=_positive_int, default=None, metavar="N",
+                       help="runs trained together in one process (default: as many as fit "
+                       "in --memory-gb)")
+    sweep.add_argument("--memory-gb", type=_positive_float, default=None, metavar="GB",
+                       help="memory a cohort may use when --cohort-size is not given "
+                       "(default: 12)")
     sweep.add_argument("--scheduler", default=None, metavar="ADDRESS",
                        help="submit to this dask.distributed scheduler instead of local workers")
     sweep.add_argument("--device", default="cpu", help="cpu (default) or cuda")
@@ -121,6 +147,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="list the runs and whether each is stored; train nothing")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+def _interrupt(signum, frame):
+    """SIGTERM handled as Ctrl-C: the sweep stops its workers on the way out."""
+    raise KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -170,7 +201,14 @@ def _train(args: argparse.Namespace) -> int:
         changes["training.lambda_mi"] = args.lambda_mi
     if args.epochs is not None:
         changes["training.epochs"] = args.epochs
+    for name, value in args.set:
+        if name in changes:
+            raise ValueError(f"--set: {name} is given twice")
+        changes[name] = value
     config = config.replace(**changes)
+    from .mine import check_precision
+
+    check_precision(config.estimator, args.device)
     record = TRAINERS[args.task](config, args.seed, root=args.results,
                                  progress=not args.quiet, device=args.device)
     summary = final_summary(record)
@@ -199,15 +237,22 @@ def _sweep(args: argparse.Namespace) -> int:
             for run in runs])
         print(plan.to_string(index=False))
         return 0
-    if args.scheduler is not None:
-        with sweep.dask_executor(args.scheduler) as executor:
-            summary = sweep.run_sweep(runs, executor, args.results, args.device, not args.quiet)
-    else:
-        executor = sweep.ProcessPerRun(args.workers)
-        try:
-            summary = sweep.run_sweep(runs, executor, args.results, args.device, not args.quiet)
-        finally:  # on an interruption, stop the workers; their runs resume next time
-            executor.shutdown(cancel_futures=True)
+    from .mine import check_precision
+
+    for run in runs:
+        check_precision(run.config.estimator, args.device)
+    options = dict(root=args.results, device=args.device, progress=not args.quiet,
+                   cohort_size=args.cohort_size,
+                   memory_gb=args.memory_gb or sweep.DEFAULT_MEMORY_GB)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        if args.scheduler is not None:
+            with sweep.dask_executor(args.scheduler) as executor:
+                summary = sweep.run_sweep(runs, executor, **options)
+        else:  # the sweep's own processes stop with it, keeping their checkpoints
+            summary = sweep.run_sweep(runs, workers=args.workers, **options)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     score = "accuracy" if args.task == "wm" else "r2"
     columns = ["profile", "lambda_mi", "seed", "status", score, "mi", "reason"]
     print(summary[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}"))

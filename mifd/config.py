@@ -158,9 +158,16 @@ class EstimatorConfig(_Validated):
     clip_norm: float | None = field(default=4.0, metadata=_check("positive"))
     clip_value: float | None = field(default=None, metadata=_check("positive"))
     sample_fraction: float = field(default=1.0, metadata=_check("unit_open"))
+    # The hidden layer's products in bfloat16 (float32 accumulation) where the device does
+    # bf16 natively; the DV bound and its log-sum-exp stay float32 (mine.check_precision).
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.precision not in ("float32", "bfloat16"):
+            raise ValueError(
+                f"EstimatorConfig.precision must be 'float32' or 'bfloat16', got {self.precision!r}"
+            )
         if self.activation not in ("relu", "leaky_relu"):
             raise ValueError(
                 f"EstimatorConfig.activation must be 'relu' or 'leaky_relu', got {self.activation!r}"
@@ -204,6 +211,10 @@ _SECTIONS = {
     "estimator": EstimatorConfig,
     "training": TrainingConfig,
 }
+# One number per run: runs that differ only in these (and the seed) train as one cohort.
+PER_RUN_FIELDS = ("training.lambda_mi",)
+# (section, field): default, for every field added after the first records were stored.
+_LATER_FIELDS = {("estimator", "precision"): "float32"}
 _TASK_CONFIG = {"wm": WMTaskConfig, "separation": SeparationTaskConfig}
 _TASK_MODEL = {"wm": "leaky_rnn", "separation": "gru"}  # SPEC §2: the model of each task
 
@@ -261,11 +272,27 @@ class RunConfig:
         return cls.from_dict(json.loads(text))
 
     def config_hash(self) -> str:
-        """12 hex digits of SHA-256 over the canonical JSON of every setting but the profile name."""
+        """12 hex digits of SHA-256 over the canonical JSON of every setting but the profile name.
+
+        Settings added after records were stored (`_LATER_FIELDS`) enter the hash only when
+        they differ from their default, so every stored record keeps its hash.
+        """
         data = self.to_dict()
         data.pop("profile")
+        for (section, name), default in _LATER_FIELDS.items():
+            if data[section].get(name) == default:
+                del data[section][name]
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+    @staticmethod
+    def per_run_fields() -> tuple[str, ...]:
+        """The settings that may differ between the runs of one cohort."""
+        return PER_RUN_FIELDS
+
+    def cohort_key(self) -> str:
+        """The hash of every setting a cohort's runs share (the per-run fields set to 0)."""
+        return self.replace(**{name: 0.0 for name in PER_RUN_FIELDS}).config_hash()
 
     def replace(self, **changes: Any) -> RunConfig:
         """A copy with `section.field=value` changes, e.g. replace(**{"training.epochs": 5}).

@@ -32,9 +32,13 @@ class WMReplay:
 
 
 def stored_model(config: RunConfig, parameters: dict[str, np.ndarray]) -> LeakyRNN | GRUNet:
-    """The configuration's model (LeakyRNN or GRUNet) holding `parameters` ({name: array},
-    e.g. one snapshot of a record)."""
-    model = (LeakyRNN if config.model.kind == "leaky_rnn" else GRUNet)(config.model)
+    """The configuration's model holding `parameters` ({name: array}, e.g. one snapshot of a
+    record): a LeakyRNN of one run (the stored arrays gain the run axis) or a GRUNet."""
+    if config.model.kind == "leaky_rnn":
+        model = LeakyRNN(config.model)
+        parameters = {k: np.asarray(v)[None] for k, v in parameters.items()}
+    else:
+        model = GRUNet(config.model)
     model.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in parameters.items()})
     return model
 
@@ -51,8 +55,8 @@ def replay_wm(config: RunConfig, parameters: dict[str, np.ndarray], seed: int,
     x0 = torch.randn((task.batch_size, config.model.n_units), generator=generator)
     noise = torch.randn((*inputs.shape[:2], config.model.n_units), generator=generator)
     with torch.no_grad():
-        x, z = model(inputs, x0, noise)
-    return WMReplay(batch.inputs, batch.targets, x.numpy(), z.numpy())
+        x, z = model(inputs[None], x0[None], noise[None])
+    return WMReplay(batch.inputs, batch.targets, x[0].numpy(), z[0].numpy())
 
 
 def final_parameters(snapshots: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -106,3 +110,49 @@ def replay_separation(config: RunConfig, parameters: dict[str, np.ndarray]) -> S
     with torch.no_grad():
         h, y = stored_model(config, parameters)(torch.from_numpy(test.inputs))
     return SeparationReplay(test.inputs, test.targets, h.numpy(), y.numpy())
+
+
+def final_indices(record, seed: int) -> dict[str, float]:
+    """The differentiation indices (`analysis.wm_indices`) of a working-memory run's final
+    parameters, on a fresh batch drawn from `seed`."""
+    parameters = final_parameters(record.snapshots)
+    replay = replay_wm(record.config, parameters, seed)
+    return wm_indices(parameters, replay.x, replay.targets, record.config.task.n_transient)
+
+
+VARIANT_COLUMNS = ("accuracy", "mi_recent", "Q_corr", "Q_str", "D_corr", "D_out")
+
+
+def paired_variants(baseline, variant, seed: int, columns=VARIANT_COLUMNS
+                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Runs of the same seeds trained two ways (e.g. another RMSprop ε placement or critic
+    precision), compared seed by seed on their final values and indices.
+
+    baseline, variant: lists of working-memory records; only seeds present in both count.
+    Returns (table, summary): `table` has a row per seed and a (column, "baseline" |
+    "variant") pair of columns per quantity; `summary` has a row per quantity: the paired
+    differences (variant − baseline) as mean, smallest, largest and the number of seeds where
+    the variant is larger, the sd over seeds of the baseline, and "within spread", whether
+    |mean difference| ≤ that sd.
+    """
+    from .analysis import final_values
+
+    seeds = sorted({r.seed for r in baseline} & {r.seed for r in variant})
+    if not seeds:
+        return pd.DataFrame(), pd.DataFrame()
+    frames = {}
+    for name, runs in (("baseline", baseline), ("variant", variant)):
+        runs = sorted((r for r in runs if r.seed in seeds), key=lambda r: r.seed)
+        finals = final_values(runs).set_index("seed")
+        indices = pd.DataFrame([final_indices(r, seed) for r in runs], index=finals.index)
+        frames[name] = pd.concat([finals, indices], axis=1)[list(columns)]
+    table = pd.concat(frames, axis=1).swaplevel(axis=1)[list(columns)]
+    rows = []
+    for name in columns:
+        d = table[name]["variant"] - table[name]["baseline"]
+        spread = table[name]["baseline"].std()
+        rows.append({"quantity": name, "mean difference": d.mean(), "smallest": d.min(),
+                     "largest": d.max(), "variant larger in": int((d > 0).sum()),
+                     "seeds": len(d), "baseline sd": spread,
+                     "within spread": bool(abs(d.mean()) <= spread)})
+    return table, pd.DataFrame(rows).set_index("quantity")

@@ -2,7 +2,8 @@
 
 * `RMSprop`: ρ-weighted mean square, step lr·g/√(v + ε) (Keras ≥ 2.11, ε inside the root)
   or lr·g/(√v + ε) (legacy Keras, `torch.optim.RMSprop`), chosen by `eps_inside_sqrt`.
-* `clip_per_tensor_norm`: Keras `clipnorm`, a separate L2-norm clip of each tensor.
+* `clip_per_tensor_norm`: Keras `clipnorm`, a separate L2-norm clip of each tensor of each
+  run (parameters carry a leading run axis).
 * `clip_values`: Keras `clipvalue`, element-wise.
 * `make_optimizer`: the optimiser named in a config.
 """
@@ -50,12 +51,14 @@ def make_optimizer(params: Iterable[torch.Tensor], name: str, lr: float, eps: fl
 
 @torch.no_grad()
 def clip_per_tensor_norm(params: Iterable[torch.Tensor], max_norm: float) -> None:
-    """Scale each tensor's gradient to L2 norm ≤ max_norm, independently (Keras clipnorm)."""
+    """Scale each tensor's gradient to L2 norm ≤ max_norm, independently (Keras clipnorm),
+    and run by run: every tensor carries a leading run axis, and the norm is taken over all
+    its other axes, so one run's gradient never scales another's."""
     for p in params:
         if p.grad is not None:
-            norm = p.grad.norm()
-            if norm > max_norm:
-                p.grad.mul_(max_norm / norm)
+            norms = torch.linalg.vector_norm(p.grad.reshape(p.shape[0], -1), dim=1)
+            scale = torch.where(norms > max_norm, max_norm / norms, torch.ones_like(norms))
+            p.grad.mul_(scale.view(-1, *([1] * (p.dim() - 1))))
 
 
 @torch.no_grad()

@@ -1,10 +1,16 @@
-"""One training run, from its first epoch to its stored record, for any task.
+"""Training runs, from their first epoch to their stored records, as cohorts (any task).
 
-A task supplies a `Loop`: how to build a fresh `RunState`, how to pre-train the critic, and
-what one epoch does. `train_run` does the rest, identically for every task: resume from
-the run's checkpoint, log each epoch, snapshot and checkpoint at the configured stride,
-stop with a recorded failure on a non-finite loss, and store the record (see `store`).
-A run killed at any point resumes to the history of an uninterrupted run.
+A *cohort* is a set of runs that share every setting but the per-run ones
+(`config.PER_RUN_FIELDS`, e.g. λ) and the seed; it trains as one computation with a
+leading run axis on every parameter (ARCHITECTURE.md, Cohorts). A single run is a cohort of
+one: the same code.
+
+A task supplies a `Loop`: how to build a fresh `CohortState`, how to pre-train the critics,
+and what one epoch does for every run. `train_cohort` does the rest, identically for every
+task: resume from the cohort's checkpoint, log each run's epoch, snapshot and checkpoint at
+the configured stride, record a run whose loss turns non-finite as failed and drop it from
+the cohort (the others go on), and store one record per run (see `store`). A cohort
+killed at any point resumes to the histories of an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ import io
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -24,48 +30,101 @@ from .config import RunConfig
 
 
 @dataclass
-class RunState:
-    """Everything a run carries from one epoch to the next.
+class Member:
+    """One run of a cohort: its configuration, seed, random streams and everything it records.
 
     history: {name: [value per epoch]}; snapshots: {parameter: [array per snapshot]};
-    seconds: training wall time so far; commit: the code's commit when the run started;
-    sittings: the epoch at which each call of `train_run` on this run began; data: inputs
-    the task keeps at hand (e.g. a training pool), never checkpointed.
+    seconds: this run's share of the cohort's training wall time so far; commit: the code's
+    commit when the cohort started; sittings: the epoch at which each call of
+    `train_cohort` began.
     """
 
-    model: nn.Module
-    estimator: nn.Module
-    model_opt: torch.optim.Optimizer
-    critic_opt: torch.optim.Optimizer
+    config: RunConfig
+    seed: int
     generator: torch.Generator
     rng: np.random.Generator
-    epoch: int = 0
     history: dict[str, list[float]] = field(default_factory=dict)
     snapshots: dict[str, list[np.ndarray]] = field(default_factory=dict)
     snapshot_epochs: list[int] = field(default_factory=list)
     seconds: float = 0.0
     commit: str = ""
     sittings: list[int] = field(default_factory=list)
+
+    @property
+    def directory_key(self) -> tuple[str, int]:
+        return self.config.config_hash(), self.seed
+
+
+@dataclass
+class CohortState:
+    """Everything a cohort carries from one epoch to the next: networks with a leading run
+    axis of length R = len(members), their optimisers, the members (one per run, in run-axis
+    order), the epoch all of them are at, and `data`, inputs the task keeps at hand (e.g. a
+    training pool), never checkpointed."""
+
+    model: nn.Module
+    estimator: nn.Module
+    model_opt: torch.optim.Optimizer
+    critic_opt: torch.optim.Optimizer
+    members: list[Member]
+    epoch: int = 0
     data: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def config(self) -> RunConfig:
+        """The shared settings (the first run's configuration; per-run fields differ)."""
+        return self.members[0].config
+
+    @property
     def device(self) -> torch.device:
-        return self.generator.device
+        return self.members[0].generator.device
+
+    @property
+    def generators(self) -> list[torch.Generator]:
+        return [m.generator for m in self.members]
+
+    def per_run(self, dotted: str) -> torch.Tensor:
+        """A per-run setting ("training.lambda_mi") as an (R,) float32 tensor on the device."""
+        section, name = dotted.split(".")
+        return torch.tensor([getattr(getattr(m.config, section), name) for m in self.members],
+                            dtype=torch.float32, device=self.device)
+
+    def keep(self, indices: Sequence[int]) -> None:
+        """Drop every run not in `indices` (positions on the run axis) from the networks,
+        the optimisers' state and the members."""
+        if list(indices) == list(range(len(self.members))):
+            return
+        if not indices or not hasattr(self.model, "runs"):
+            raise ValueError("keep: a cohort keeps at least one run, and a model without a "
+                             "run axis keeps its one run")
+        index = torch.as_tensor(list(indices), dtype=torch.long, device=self.device)
+        with torch.no_grad():
+            for optimizer, module in ((self.model_opt, self.model),
+                                      (self.critic_opt, self.estimator)):
+                for p in module.parameters():
+                    p.data = p.data.index_select(0, index)
+                    p.grad = None
+                    state = optimizer.state.get(p, {})
+                    for key, value in state.items():
+                        if torch.is_tensor(value) and value.dim() and value.shape[0] == len(self.members):
+                            state[key] = value.index_select(0, index)
+        self.members = [self.members[i] for i in indices]
 
 
 @dataclass(frozen=True)
 class Loop:
-    """What a task's training does: `init(config, seed, device)` → a fresh RunState;
-    `pretrain(state, config)`: the critic's pre-training; `epoch(state, config)` → the
-    epoch's logged values, which include every name in `history_keys` and "loss";
-    `postfix`: the logged names the progress bar shows."""
+    """What a task's training does: `init(configs, seeds, device)` → a fresh CohortState;
+    `pretrain(state)`: the critics' pre-training; `epoch(state)` → one dict of logged values
+    per run, each holding every name in `history_keys` and "loss"; `postfix`: the logged
+    names the progress bar shows; `max_runs`: the largest cohort the task can train."""
 
     task: str
     history_keys: tuple[str, ...]
-    init: Callable[[RunConfig, int, str], RunState]
-    pretrain: Callable[[RunState, RunConfig], None]
-    epoch: Callable[[RunState, RunConfig], dict[str, float]]
+    init: Callable[[list[RunConfig], list[int], str], CohortState]
+    pretrain: Callable[[CohortState], None]
+    epoch: Callable[[CohortState], list[dict[str, float]]]
     postfix: tuple[str, ...]
+    max_runs: int | None = None
 
 
 class RunFailed(FloatingPointError):
@@ -85,165 +144,266 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def build_networks(config: RunConfig, seed: int, device: str, model_class: type[nn.Module]
-                   ) -> tuple[nn.Module, nn.Module, torch.Generator]:
-    """The task's model and its MINE statistics network for a fresh run, and the run's
-    generator.
+def check_cohort(configs: Sequence[RunConfig], seeds: Sequence[int]) -> None:
+    """ValueError unless the runs can train as one cohort: the same settings but the per-run
+    fields, and no (configuration, seed) twice."""
+    if not configs or len(configs) != len(seeds):
+        raise ValueError("a cohort needs one configuration per seed, and at least one run")
+    key = configs[0].cohort_key()
+    if any(c.cohort_key() != key for c in configs):
+        raise ValueError("the runs of a cohort must share every setting but "
+                         + ", ".join(RunConfig.per_run_fields()))
+    pairs = [(c.config_hash(), s) for c, s in zip(configs, seeds)]
+    if len(set(pairs)) != len(pairs):
+        raise ValueError("a cohort lists the same run twice")
 
-    The parameters are drawn on the CPU from `seed` whatever the device, so a run starts
-    from the same networks everywhere; the training draws (noise, permutations) then come
-    from a generator on `device`, so CUDA runs follow a different random stream than CPU
-    runs (and differ from them beyond float rounding).
+
+def build_networks(configs: Sequence[RunConfig], seeds: Sequence[int], device: str,
+                   model_class: type[nn.Module]) -> tuple[nn.Module, nn.Module, list[Member]]:
+    """The task's models and MINE statistics networks for a fresh cohort (run axis first),
+    and its members with their random streams.
+
+    Each run's parameters are drawn on the CPU from its own seed (the model's, then the
+    critic's) whatever the device, so a run starts from the same networks everywhere and in
+    any cohort; the training draws (noise, permutations) then come from a generator on
+    `device`, so CUDA runs follow a different random stream than CPU runs (and differ from
+    them beyond float rounding).
     """
-    from .mine import MineEstimator
+    from .mine import MineEstimator, check_precision
 
     device = resolve_device(device)
-    generator = torch.Generator().manual_seed(seed)
-    model = model_class(config.model, generator=generator).to(device)
+    config = configs[0]
+    check_precision(config.estimator, device)
+    generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+    model = model_class(config.model, generators=generators).to(device)
     half = config.model.n_units // 2
-    estimator = MineEstimator(half, half, config.estimator, generator=generator).to(device)
+    estimator = MineEstimator(half, half, config.estimator, generators=generators).to(device)
     if device.type != "cpu":
-        generator = torch.Generator(device).manual_seed(seed)
-    return model, estimator, generator
+        generators = [torch.Generator(device).manual_seed(seed) for seed in seeds]
+    members = [Member(c, s, g, np.random.default_rng(s)) for c, s, g in zip(configs, seeds,
+                                                                          generators)]
+    return model, estimator, members
 
 
-def snapshot(state: RunState) -> None:
-    """Record all model parameters at the current epoch."""
-    for name, p in state.model.named_parameters():
-        state.snapshots.setdefault(name, []).append(p.detach().cpu().numpy().copy())
-    state.snapshot_epochs.append(state.epoch)
+def snapshot(state: CohortState) -> None:
+    """Record every run's model parameters at the current epoch (a model without a run axis,
+    like `GRUNet`, holds one run)."""
+    arrays = {name: p.detach().cpu().numpy() for name, p in state.model.named_parameters()}
+    run_axis = hasattr(state.model, "runs")
+    for r, member in enumerate(state.members):
+        for name, values in arrays.items():
+            member.snapshots.setdefault(name, []).append((values[r] if run_axis else values).copy())
+        member.snapshot_epochs.append(state.epoch)
 
 
 # --- checkpoints -------------------------------------------------------------------------
 
-def _checkpoint(state: RunState) -> dict[str, Any]:
+_MEMBER_FIELDS = ("history", "snapshot_epochs", "seconds", "commit", "sittings")
+
+
+def _checkpoint(state: CohortState) -> dict[str, Any]:
     return {
         "epoch": state.epoch,
         "model": state.model.state_dict(),
         "estimator": state.estimator.state_dict(),
         "model_opt": state.model_opt.state_dict(),
         "critic_opt": state.critic_opt.state_dict(),
-        "generator": state.generator.get_state(),
-        "rng": state.rng.bit_generator.state,
-        "history": state.history,
-        "snapshots": {k: [torch.from_numpy(a) for a in v] for k, v in state.snapshots.items()},
-        "snapshot_epochs": state.snapshot_epochs,
-        "seconds": state.seconds,
-        "commit": state.commit,
-        "sittings": state.sittings,
+        "members": [{
+            "config_hash": m.config.config_hash(), "seed": m.seed,
+            "generator": m.generator.get_state(), "rng": m.rng.bit_generator.state,
+            "snapshots": {k: [torch.from_numpy(a) for a in v] for k, v in m.snapshots.items()},
+            **{name: getattr(m, name) for name in _MEMBER_FIELDS},
+        } for m in state.members],
     }
 
 
-def save_checkpoint(state: RunState, path: Path) -> None:
-    """Atomically write the run's full state (tensors and plain containers only)."""
+def save_checkpoint(state: CohortState, path: Path) -> None:
+    """Atomically write the cohort's full state (tensors and plain containers only)."""
     buffer = io.BytesIO()
     torch.save(_checkpoint(state), buffer)
     store.atomic_write_bytes(path, buffer.getvalue())
 
 
-def load_checkpoint(state: RunState, path: Path) -> None:
-    """Restore a state saved by `save_checkpoint` (weights_only: no arbitrary pickles)."""
+def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """A checkpoint saved by `save_checkpoint` (weights_only: no arbitrary pickles); its
+    "members" list the runs it holds, in run-axis order, as {"config_hash", "seed", ...}."""
     try:
-        data = torch.load(path, weights_only=True, map_location=state.device)
+        data = torch.load(path, weights_only=True, map_location=device)
+        [(m["config_hash"], m["seed"]) for m in data["members"]]
     except Exception as error:  # an unpickling refusal or a damaged file: never run on it
         raise store.RecordError(
             f"{path}: not a loadable mifd checkpoint ({type(error).__name__}: "
             f"{str(error).splitlines()[0]}); delete it to restart the run") from None
+    return data
+
+
+def restore(state: CohortState, data: dict[str, Any]) -> None:
+    """Load checkpoint `data` into `state`, a fresh cohort of exactly its runs."""
     state.epoch = data["epoch"]
     state.model.load_state_dict(data["model"])
     state.estimator.load_state_dict(data["estimator"])
     state.model_opt.load_state_dict(data["model_opt"])
     state.critic_opt.load_state_dict(data["critic_opt"])
-    state.generator.set_state(data["generator"].cpu())
-    state.rng.bit_generator.state = data["rng"]
-    state.history = data["history"]
-    state.snapshots = {k: [t.cpu().numpy() for t in v] for k, v in data["snapshots"].items()}
-    state.snapshot_epochs = list(data["snapshot_epochs"])
-    state.seconds = data["seconds"]
-    state.commit = data["commit"]
-    state.sittings = list(data.get("sittings", []))
+    for member, saved in zip(state.members, data["members"], strict=True):
+        member.generator.set_state(saved["generator"].cpu())
+        member.rng.bit_generator.state = saved["rng"]
+        member.snapshots = {k: [t.cpu().numpy() for t in v] for k, v in saved["snapshots"].items()}
+        for name in _MEMBER_FIELDS:
+            setattr(member, name, saved[name])
+        member.snapshot_epochs, member.sittings = (list(member.snapshot_epochs),
+                                                   list(member.sittings))
 
 
-# --- the run -----------------------------------------------------------------------------
+# --- the cohort --------------------------------------------------------------------------
 
-def train_run(
+Outcome = store.RunRecord | str | None  # a record, the reason a run failed, or None (paused)
+
+
+def _fail(member: Member, root: Path | None, epoch: int, logged: dict[str, float]) -> str:
+    """Record a diverged run's failure.json; returns the reason."""
+    reason = f"the loss became {logged['loss']} at epoch {epoch}"
+    directory = store.run_dir(member.config, member.seed, root)
+    store.record_failure(directory, {"reason": reason, "epoch": epoch, "logged": logged,
+                                     "config": member.config.to_dict()})
+    return f"{directory}: {reason}; the run stopped and its failure is recorded in {store.FAILURE}"
+
+
+def train_cohort(
     loop: Loop,
-    config: RunConfig,
-    seed: int,
+    configs: Sequence[RunConfig],
+    seeds: Sequence[int],
     root: Path | None = None,
     progress: bool = True,
     stop_after: int | None = None,
-    on_epoch: Callable[[RunState], None] | None = None,
+    on_epoch: Callable[[CohortState], None] | None = None,
     device: str = "cpu",
-) -> store.RunRecord | None:
-    """Train (or resume) one run of `loop`'s task on `device`; store its record under `root`.
+) -> list[Outcome]:
+    """Train (or resume) the cohort of runs (configs[i], seeds[i]) on `device`; store each
+    run's record under `root`.
 
-    Returns the stored record, or the existing one if it is already complete. `stop_after`
-    ends the sitting after that many epochs of this call (the checkpoint stays; the next
-    call resumes) and then returns None. A non-finite loss stops the run with RunFailed
-    and a `failure.json` in its directory; a run with a recorded failure is not retried
-    until that directory is deleted.
+    Returns one outcome per run, in the order given: its stored record (also when it was
+    complete already), or the reason it failed (now, or recorded earlier: a run with a
+    recorded failure is not retried until its directory is deleted). `stop_after` ends the
+    sitting after that many epochs of this call (the checkpoint stays; the next call with
+    the same runs resumes) and then returns None for the runs still training; None also
+    marks a run that the resumed checkpoint does not hold (it trains once the cohort is done).
+    The checkpoint is the cohort's (`store.cohort_checkpoint`), named by all the runs given.
     """
-    if config.task_name != loop.task:
-        raise ValueError(f"this trainer needs a {loop.task!r} config, got task "
-                         f"{config.task_name!r}")
-    directory = store.run_dir(config, seed, root)
-    if store.is_complete(directory):
-        return store.load_record(directory)
-    failure = store.read_failure(directory)
-    if failure is not None:
-        raise RunFailed(f"{directory}: failed earlier ({failure['reason']}); delete the "
-                        "directory to try again")
-    checkpoint = directory / store.CHECKPOINT
-    state = loop.init(config, seed, device)
-    t = config.training
+    configs, seeds = list(configs), list(seeds)
+    check_cohort(configs, seeds)
+    if any(c.task_name != loop.task for c in configs):
+        raise ValueError(f"this trainer needs {loop.task!r} configs")
+    if loop.max_runs is not None and len(configs) > loop.max_runs:
+        raise ValueError(f"{loop.task} trains at most {loop.max_runs} run(s) per cohort")
+    outcomes: list[Outcome] = [None] * len(configs)
+    todo = []
+    for i, (config, seed) in enumerate(zip(configs, seeds)):
+        directory = store.run_dir(config, seed, root)
+        failure = store.read_failure(directory)
+        if store.is_complete(directory):
+            outcomes[i] = store.load_record(directory)
+        elif failure is not None:
+            outcomes[i] = (f"{directory}: failed earlier ({failure['reason']}); delete the "
+                           "directory to try again")
+        else:
+            todo.append(i)
+    if not todo:
+        return outcomes
+    checkpoint = store.cohort_checkpoint(configs, seeds, root)
+    run_of = {(c.config_hash(), s): (c, s) for c, s in zip(configs, seeds)}
+    pending = {(configs[i].config_hash(), seeds[i]): i for i in todo}
     if checkpoint.exists():
-        load_checkpoint(state, checkpoint)
+        data = read_checkpoint(checkpoint, resolve_device(device))
+        saved = [(m["config_hash"], m["seed"]) for m in data["members"]]
+        if not set(saved) <= set(run_of):
+            raise store.RecordError(f"{checkpoint}: holds runs that are not in this cohort")
+        state = loop.init([run_of[k][0] for k in saved], [run_of[k][1] for k in saved], device)
+        restore(state, data)
+        del data
+        # runs stored or failed since the checkpoint leave; runs it lacks wait for the next
+        keep = [k for k, key in enumerate(saved) if key in pending]
+        if keep:
+            state.keep(keep)
+        else:
+            state.members = []
     else:
-        state.commit = store.git_commit()
+        state = loop.init([configs[i] for i in todo], [seeds[i] for i in todo], device)
+        commit = store.git_commit()
         started = time.perf_counter()
-        loop.pretrain(state, config)
-        state.seconds += time.perf_counter() - started
+        loop.pretrain(state)
+        share = (time.perf_counter() - started) / len(state.members)
+        for member in state.members:
+            member.commit, member.seconds = commit, member.seconds + share
         snapshot(state)
         save_checkpoint(state, checkpoint)
-    state.sittings.append(state.epoch)
-    bar = tqdm(total=t.epochs, initial=state.epoch, disable=not progress, unit="epoch",
-               desc=f"{loop.task} seed {seed} λ={t.lambda_mi:g}")
+    index_of = {m.directory_key: pending[m.directory_key] for m in state.members}
+    epochs = state.config.training.epochs
+    for member in state.members:
+        member.sittings.append(state.epoch)
+    lambdas = sorted({m.config.training.lambda_mi for m in state.members})
+    bar = tqdm(total=epochs, initial=state.epoch, disable=not progress, unit="epoch",
+               desc=f"{loop.task} {len(state.members)} run(s) λ={','.join(f'{v:g}' for v in lambdas)}")
     done_this_call = 0
-    while state.epoch < t.epochs:
+    while state.epoch < epochs and state.members:
         if stop_after is not None and done_this_call >= stop_after:
             bar.close()
-            return None
+            return outcomes
         started = time.perf_counter()
-        logged = loop.epoch(state, config)
-        for key in loop.history_keys:
-            state.history[key].append(logged[key])
+        logged = loop.epoch(state)
+        share = (time.perf_counter() - started) / len(state.members)
         state.epoch += 1
-        state.seconds += time.perf_counter() - started
         done_this_call += 1
-        if not np.isfinite(logged["loss"]):
-            bar.close()
-            reason = f"the loss became {logged['loss']} at epoch {state.epoch}"
-            store.record_failure(directory, {"reason": reason, "epoch": state.epoch,
-                                             "logged": logged, "config": config.to_dict()})
-            raise RunFailed(f"{directory}: {reason}; the run stopped and its failure is "
-                            f"recorded in {store.FAILURE}")
-        if state.epoch % t.snapshot_every == 0 or state.epoch == t.epochs:
+        for member, values in zip(state.members, logged):
+            for key in loop.history_keys:
+                member.history[key].append(values[key])
+            member.seconds += share
+        finite = [k for k, values in enumerate(logged) if np.isfinite(values["loss"])]
+        for k, values in enumerate(logged):
+            if k not in finite:
+                member = state.members[k]
+                outcomes[index_of[member.directory_key]] = _fail(member, root, state.epoch,
+                                                                 values)
+        if not finite:
+            state.members = []
+        elif len(finite) < len(logged):
+            state.keep(finite)
+        if state.members and (state.epoch % state.config.training.snapshot_every == 0
+                              or state.epoch == epochs):
             snapshot(state)
             save_checkpoint(state, checkpoint)
-        bar.set_postfix({key: f"{logged[key]:.3f}" for key in loop.postfix})
+        if state.members:
+            bar.set_postfix({key: f"{np.mean([v[key] for v in logged]):.3f}"
+                             for key in loop.postfix})
         bar.update()
         if on_epoch is not None:
             on_epoch(state)
     bar.close()
-    record_dir = store.save_record(
-        config, seed, state.history,
-        {k: np.stack(v) for k, v in state.snapshots.items()},
-        np.asarray(state.snapshot_epochs),
-        store.provenance({"git_commit": state.commit, "train_seconds": state.seconds,
-                          "seconds_per_epoch": state.seconds / max(t.epochs, 1),
-                          "device": str(state.device), "sittings": state.sittings}),
-        root,
-    )
+    for member in state.members:
+        store.save_record(
+            member.config, member.seed, member.history,
+            {k: np.stack(v) for k, v in member.snapshots.items()},
+            np.asarray(member.snapshot_epochs),
+            store.provenance({"git_commit": member.commit, "train_seconds": member.seconds,
+                              "seconds_per_epoch": member.seconds / max(epochs, 1),
+                              "device": str(state.device), "sittings": member.sittings,
+                              "cohort_runs": len(configs)}),
+            root,
+        )
+    for member in state.members:
+        directory = store.run_dir(member.config, member.seed, root)
+        outcomes[index_of[member.directory_key]] = store.load_record(directory)
     checkpoint.unlink(missing_ok=True)
-    return store.load_record(record_dir)
+    store.remove_empty_dirs(checkpoint.parent)
+    return outcomes
+
+
+def train_run(loop: Loop, config: RunConfig, seed: int, root: Path | None = None,
+              progress: bool = True, stop_after: int | None = None,
+              on_epoch: Callable[[CohortState], None] | None = None,
+              device: str = "cpu") -> store.RunRecord | None:
+    """Train (or resume) one run: a cohort of one. Returns its record, or None when
+    `stop_after` paused it; a diverging run raises RunFailed (its failure recorded)."""
+    outcome, = train_cohort(loop, [config], [seed], root, progress, stop_after, on_epoch, device)
+    if isinstance(outcome, str):
+        raise RunFailed(outcome)
+    return outcome

@@ -28,7 +28,7 @@ from .mine import make_critic_optimizer
 from .mine import critic_step as _critic_step
 from .models import GRUNet, split_groups
 from .optim import make_optimizer
-from .runs import Loop, RunState, build_networks, train_run
+from .runs import CohortState, Loop, build_networks, train_run
 from .tasks import held_out_indices, separation_batch
 
 N_OUTPUTS = 6
@@ -38,12 +38,16 @@ HISTORY_KEYS = (
 )
 
 
-def init_separation(config: RunConfig, seed: int, device: str = "cpu",
-                    data: dict | None = None) -> RunState:
-    """GRU, statistics network, Adam optimisers and random streams of a fresh run, with the
-    training pool and the test set kept in `state.data`: `data` ({"pool", "test"}, each a
-    SeparationBatch) when given, else the configured chaos data (generated or cached)."""
-    model, estimator, generator = build_networks(config, seed, device, GRUNet)
+def init_separation(configs: list[RunConfig] | RunConfig, seeds: list[int] | int,
+                    device: str = "cpu", data: dict | None = None) -> CohortState:
+    """GRU, statistics network, Adam optimisers and random streams of a fresh run (a cohort
+    of one: the GRU has no run axis yet), with the training pool and the test set kept in
+    `state.data`: `data` ({"pool", "test"}, each a SeparationBatch) when given, else the
+    configured chaos data (generated or cached)."""
+    if isinstance(configs, RunConfig):
+        configs, seeds = [configs], [seeds]
+    model, estimator, members = build_networks(configs, seeds, device, GRUNet)
+    config = configs[0]
     t = config.training
     model_opt = make_optimizer(model.parameters(), t.optimizer, t.lr, t.eps, rho=t.rho)
     critic_opt = make_critic_optimizer(estimator, config.estimator)
@@ -51,30 +55,30 @@ def init_separation(config: RunConfig, seed: int, device: str = "cpu",
         task = config.task
         data = {"pool": separation_batch(range(task.pool_size), task),
                 "test": separation_batch(held_out_indices(task), task)}
-    return RunState(model, estimator, model_opt, critic_opt, generator,
-                    np.random.default_rng(seed), history={k: [] for k in HISTORY_KEYS},
-                    data=data)
+    members[0].history = {k: [] for k in HISTORY_KEYS}
+    return CohortState(model, estimator, model_opt, critic_opt, members, data=data)
 
 
-def _batch(state: RunState, config: RunConfig, n_sequences: int
+def _batch(state: CohortState, config: RunConfig, n_sequences: int
            ) -> tuple[torch.Tensor, torch.Tensor]:
     """`n_sequences` pairs drawn with replacement from the pool: inputs (n, T, 3), targets
     (n, T, 6) on the run's device."""
     pool = state.data["pool"]
-    rows = state.rng.integers(0, len(pool.inputs), size=n_sequences)
+    rows = state.members[0].rng.integers(0, len(pool.inputs), size=n_sequences)
     return (torch.from_numpy(pool.inputs[rows]).to(state.device),
             torch.from_numpy(pool.targets[rows]).to(state.device))
 
 
-def noisy_groups(state: RunState, config: RunConfig, h: torch.Tensor
+def noisy_groups(state: CohortState, config: RunConfig, h: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """G1 and G2 of h (batch, T, N), each with its own N(0, noise_std²) noise (SPEC §4.2:
-    outside the estimator, so the shuffled term is noisy too)."""
-    noise = torch.randn(h.shape, generator=state.generator, device=state.device)
-    return split_groups(h + config.estimator.noise_std * noise)
+    outside the estimator, so the shuffled term is noisy too), as a run axis of one
+    (1, batch, T, N/2) for the estimator."""
+    noise = torch.randn(h.shape, generator=state.members[0].generator, device=state.device)
+    return split_groups((h + config.estimator.noise_std * noise).unsqueeze(0))
 
 
-def critic_phase(state: RunState, config: RunConfig, n_steps: int) -> float:
+def critic_phase(state: CohortState, config: RunConfig, n_steps: int) -> float:
     """`n_steps` SM steps, each on its own random batch run through the GRU without gradient,
     then Î with the updated critic on the last batch (returned, nats).
 
@@ -88,9 +92,9 @@ def critic_phase(state: RunState, config: RunConfig, n_steps: int) -> float:
         with torch.no_grad():
             h, _ = state.model(inputs)
         _critic_step(state.estimator, state.critic_opt, *noisy_groups(state, config, h),
-                     state.generator, config.estimator)
+                     state.generators, config.estimator)
     with torch.no_grad():
-        return state.estimator(*noisy_groups(state, config, h), state.generator).item()
+        return state.estimator(*noisy_groups(state, config, h), state.generators).item()
 
 
 def l2_penalty(model: GRUNet, config: RunConfig) -> torch.Tensor:
@@ -100,7 +104,7 @@ def l2_penalty(model: GRUNet, config: RunConfig) -> torch.Tensor:
             + t.c_reg_in * model.gru.weight_ih_l0.square().sum())
 
 
-def model_step(state: RunState, config: RunConfig) -> dict[str, float]:
+def model_step(state: CohortState, config: RunConfig) -> dict[str, float]:
     """One MM step on a fresh batch; returns its MSE (t ≥ washout), L2 and total loss."""
     t, washout = config.training, config.task.washout
     inputs, targets = _batch(state, config, config.task.batch_size)
@@ -113,7 +117,7 @@ def model_step(state: RunState, config: RunConfig) -> dict[str, float]:
             p.requires_grad_(False)
         try:
             loss = loss + t.lambda_mi * state.estimator(*noisy_groups(state, config, h),
-                                                       state.generator)
+                                                       state.generators)[0]
         finally:
             for p in state.estimator.parameters():
                 p.requires_grad_(True)
@@ -141,34 +145,37 @@ def test_evaluation(model: GRUNet, test, washout: int, device: torch.device | st
     }
 
 
-def pretrain(state: RunState, config: RunConfig) -> None:
+def pretrain(state: CohortState) -> None:
     """The critic's pre-training: `n_sm_pretrain` SM steps on random batches."""
+    config = state.config
     t = config.training
     chunk = max(t.n_sm_steps, 1)
     for start in range(0, t.n_sm_pretrain, chunk):
         critic_phase(state, config, min(chunk, t.n_sm_pretrain - start))
 
 
-def epoch(state: RunState, config: RunConfig) -> dict[str, float]:
+def epoch(state: CohortState) -> list[dict[str, float]]:
     """`n_mm_steps` × (SM phase, MM step), then the test evaluation; the logged loss, MSE,
-    L2 and Î are means over the epoch's steps."""
+    L2 and Î are means over the epoch's steps (one dict: the cohort is one run)."""
+    config = state.config
     t = config.training
     steps = []
     for _ in range(t.n_mm_steps):
         mi = critic_phase(state, config, t.n_sm_steps) if t.n_sm_steps else float("nan")
         steps.append({**model_step(state, config), "mi": mi})
     logged = {key: float(np.mean([s[key] for s in steps])) for key in steps[0]}
-    return {**logged, **test_evaluation(state.model, state.data["test"], config.task.washout,
-                                        state.device)}
+    return [{**logged, **test_evaluation(state.model, state.data["test"], config.task.washout,
+                                         state.device)}]
 
 
 SEPARATION_LOOP = Loop(task="separation", history_keys=HISTORY_KEYS, init=init_separation,
-                       pretrain=pretrain, epoch=epoch, postfix=("loss", "r2_mean", "mi"))
+                       pretrain=pretrain, epoch=epoch, postfix=("loss", "r2_mean", "mi"),
+                       max_runs=1)
 
 
 def train_separation(config: RunConfig, seed: int, root: Path | None = None,
                      progress: bool = True, stop_after: int | None = None,
-                     on_epoch: Callable[[RunState], None] | None = None,
+                     on_epoch: Callable[[CohortState], None] | None = None,
                      device: str = "cpu") -> store.RunRecord | None:
     """Train (or resume) one separation run; see `runs.train_run`."""
     return train_run(SEPARATION_LOOP, config, seed, root, progress, stop_after, on_epoch,

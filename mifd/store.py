@@ -9,8 +9,9 @@ Layout of a record, `results/<task>/<config hash>/seed-<seed>/`:
     manifest.json    SHA-256 of each file above; written last, so its presence marks a
                      complete record, and a changed or truncated file is detected
 
-While a run is in progress its directory holds only `checkpoint.pt` (never committed); a
-run killed at any point therefore never leaves a record that looks complete. A run that
+While a run is in progress its cohort's `cohorts/<key>/checkpoint.pt` holds its state
+(never committed while work goes on, see the README) and its own directory nothing; a run
+killed at any point therefore never leaves a record that looks complete. A run that
 diverged holds `failure.json` instead, saying why it stopped.
 """
 from __future__ import annotations
@@ -63,6 +64,23 @@ def run_dir(config: RunConfig, seed: int, root: Path | None = None) -> Path:
     """The directory of (config, seed) under `root` (default: the repository's results/)."""
     base = RESULTS if root is None else Path(root)
     return base / config.task_name / config.config_hash() / f"seed-{seed}"
+
+
+def cohort_checkpoint(configs, seeds, root: Path | None = None) -> Path:
+    """The checkpoint of the cohort of runs (configs[i], seeds[i]), in that order:
+    <results>/<task>/cohorts/<12 hex digits naming the runs>/checkpoint.pt."""
+    base = RESULTS if root is None else Path(root)
+    runs = [[c.config_hash(), int(s)] for c, s in zip(configs, seeds)]
+    key = hashlib.sha256(json.dumps(runs).encode()).hexdigest()[:12]
+    return base / configs[0].task_name / "cohorts" / key / CHECKPOINT
+
+
+def remove_empty_dirs(directory: Path) -> None:
+    """Remove `directory` if it is empty (a finished cohort's checkpoint folder)."""
+    try:
+        Path(directory).rmdir()
+    except OSError:
+        pass
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

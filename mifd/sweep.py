@@ -1,11 +1,13 @@
 """Many runs of many configurations: look them up in the store, train the missing ones.
 
 `collect` is what the chapters use: the records of one configuration for a list of seeds.
-`run_sweep` is what `mifd sweep` uses: a grid of runs (`grid`), the stored ones skipped,
-the rest submitted to any `concurrent.futures.Executor` — `ProcessPerRun` here (one fresh
-process per run, so a worker that dies fails only its own run) or a dask.distributed
-cluster (`dask_executor`). Every run resumes from its checkpoint, so re-running a sweep
-after any interruption completes exactly what is missing.
+`run_sweep` is what `mifd sweep` uses: a grid of runs (`grid`) is grouped into cohorts
+(`cohorts`: runs that differ only in seed and per-run settings, at most as many as a
+memory bound allows), the cohorts whose runs are all stored are skipped, and each of the
+others is submitted as one task to any `concurrent.futures.Executor` — `ProcessPerRun`
+here (one fresh process per task, so a worker that dies fails only its own cohort) or a
+dask.distributed cluster (`dask_executor`). Every cohort resumes from its checkpoint, so
+re-running a sweep after any interruption completes exactly what is missing.
 """
 from __future__ import annotations
 
@@ -28,11 +30,14 @@ from tqdm import tqdm
 
 from . import store
 from .config import RunConfig, profile
-from .runs import RunFailed
-from .separation import train_separation
-from .train import train_wm
+from .runs import RunFailed, train_cohort
+from .separation import SEPARATION_LOOP, train_separation
+from .train import WM_LOOP, train_wm
 
 TRAINERS = {"wm": train_wm, "separation": train_separation}
+LOOPS = {"wm": WM_LOOP, "separation": SEPARATION_LOOP}
+# The memory a cohort may use unless told otherwise (`--memory-gb`); this machine has 24 GiB.
+DEFAULT_MEMORY_GB = 12.0
 
 
 class MissingRunsError(LookupError):
@@ -54,16 +59,13 @@ def collect(config: RunConfig, seeds: Iterable[int], root: Path | None = None,
             f"(hash {config.config_hash()}, λ = {config.training.lambda_mi:g}) for seeds "
             f"{missing}; set train_missing = True, or run `mifd sweep {config.task_name} "
             f"--profile {config.profile.split('+')[0]} --seeds ...`")
-    records = []
-    for seed in seeds:
-        if seed in missing:
-            print(f"training {config.task_name} seed {seed} (λ = {config.training.lambda_mi:g}): "
-                  "no stored record", flush=True)
-            records.append(TRAINERS[config.task_name](config, seed, root=root,
-                                                      progress=progress))
-        else:
-            records.append(store.load_record(store.run_dir(config, seed, root)))
-    return records
+    if missing:
+        print(f"training {config.task_name} seeds {missing} (λ = {config.training.lambda_mi:g}): "
+              "no stored records", flush=True)
+        for outcome in train_here([Run(config, s) for s in missing], root, progress):
+            if isinstance(outcome, str):
+                raise RunFailed(outcome)
+    return [store.load_record(store.run_dir(config, seed, root)) for seed in seeds]
 
 
 def conditions(task: str, profile_name: str, lambda_mi: float, epochs: int | None = None
@@ -116,35 +118,97 @@ def grid(task: str, profiles: Iterable[str], seeds: Iterable[int],
     return runs
 
 
-# --- one run, in whatever process executes it ------------------------------------------------
+# --- cohorts ---------------------------------------------------------------------------------
+
+def cohort_bytes_per_run(config: RunConfig) -> int:
+    """An upper estimate of the memory one run adds to a cohort, in bytes (float32 arrays
+    of the largest phase: the critic phase's noise, states and rates and the critic's
+    workspace, twice for the model step's own estimator call)."""
+    task, model, est = config.task, config.model, config.estimator
+    if config.task_name == "wm":
+        sequences = max(config.training.n_sm_steps, 1) * task.batch_size
+        steps = task.n_transient + task.n_learn
+        rnn = sequences * model.n_units * (steps + 2 * (task.n_learn + 1)
+                                          + 2 * (task.n_transient + 1) + steps)
+        rows = est.sample_fraction * task.batch_size * task.n_learn
+    else:
+        sequences, steps = task.batch_size, task.seq_len
+        rnn = 4 * sequences * steps * model.n_units
+        rows = est.sample_fraction * sequences * steps
+    critic = 2 * 4 * 2 * rows * est.hidden
+    return int(4 * (rnn + critic))
+
+
+def cohorts(runs: list[Run], size: int | None = None,
+            memory_gb: float = DEFAULT_MEMORY_GB) -> list[list[int]]:
+    """Group runs (by index) into cohorts: runs of one task whose settings differ only in
+    the per-run fields, in grid order, at most `size` runs each (default: as many as fit in
+    `memory_gb` by `cohort_bytes_per_run`; separation trains one run at a time)."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, run in enumerate(runs):
+        groups.setdefault((run.config.task_name, run.config.cohort_key()), []).append(i)
+    chunks = []
+    for (task, _), members in groups.items():
+        limit = size or max(1, int(memory_gb * 2**30 // cohort_bytes_per_run(
+            runs[members[0]].config)))
+        if LOOPS[task].max_runs is not None:
+            limit = min(limit, LOOPS[task].max_runs)
+        chunks.extend(members[start:start + limit] for start in range(0, len(members), limit))
+    return chunks
+
+
+def train_here(runs: list[Run], root: Path | None = None, progress: bool = True,
+               device: str = "cpu") -> list:
+    """Train `runs` in this process, cohort by cohort (`cohorts`); one outcome per run as
+    `runs.train_cohort` gives them, in the order given."""
+    outcomes: list = [None] * len(runs)
+    for chunk in cohorts(runs):
+        task = runs[chunk[0]].config.task_name
+        results = train_cohort(LOOPS[task], [runs[i].config for i in chunk],
+                               [runs[i].seed for i in chunk], root, progress, device=device)
+        for i, outcome in zip(chunk, results):
+            outcomes[i] = outcome
+    return outcomes
+
+
+# --- one cohort, in whatever process executes it -------------------------------------------
 
 WORKER_FILE = "worker.json"
 
 
-def run_one(config_json: str, seed: int, root: str | None = None, device: str = "cpu",
-            threads: int = 1) -> dict[str, Any]:
-    """Train or resume one run and return its summary row; executed in a worker process.
+def run_cohort(config_jsons: list[str], seeds: list[int], root: str | None = None,
+               device: str = "cpu", threads: int = 1) -> list[dict[str, Any]]:
+    """Train or resume one cohort and return each run's summary row; executed in a worker
+    process.
 
-    Uses `threads` torch threads (one per worker keeps threads × processes within the
-    cores). While it runs, `worker.json` in the run directory names the host and process.
-    A diverging run returns status "failed" with the recorded reason; other errors raise.
+    Uses `threads` torch threads (threads × worker processes within the cores). While it
+    runs, `worker.json` in each run's directory names the host and process. A run that
+    diverges gets status "failed" with the recorded reason; other errors raise.
     """
     import torch
 
     torch.set_num_threads(threads)
-    config = RunConfig.from_json(config_json)
+    configs = [RunConfig.from_json(text) for text in config_jsons]
     root = None if root is None else Path(root)
-    directory = store.run_dir(config, seed, root)
-    store.atomic_write_bytes(directory / WORKER_FILE, json.dumps(
-        {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}).encode())
+    directories = [store.run_dir(c, s, root) for c, s in zip(configs, seeds)]
+    worker = json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                         "started": time.time()}).encode()
+    for directory in directories:
+        store.atomic_write_bytes(directory / WORKER_FILE, worker)
     try:
-        record = TRAINERS[config.task_name](config, seed, root=root, progress=False,
-                                            device=device)
-    except RunFailed as error:
-        return {"status": "failed", "reason": str(error)}
+        outcomes = train_cohort(LOOPS[configs[0].task_name], configs, seeds, root,
+                                progress=False, device=device)
     finally:
-        (directory / WORKER_FILE).unlink(missing_ok=True)
-    return {"status": "trained", **final_summary(record)}
+        for directory in directories:
+            (directory / WORKER_FILE).unlink(missing_ok=True)
+    rows = []
+    for outcome in outcomes:
+        if isinstance(outcome, store.RunRecord):
+            rows.append({"status": "trained", **final_summary(outcome)})
+        else:
+            rows.append({"status": "failed", "reason": outcome or
+                         "not trained: its cohort resumed without it; run the sweep again"})
+    return rows
 
 
 def final_summary(record: store.RunRecord) -> dict[str, float]:
@@ -283,41 +347,56 @@ def _stored_status(run: Run, root: Path | None) -> dict[str, Any] | None:
 
 
 def run_sweep(runs: list[Run], executor: cf.Executor | None = None, root: Path | None = None,
-              device: str = "cpu", progress: bool = True, save: bool = True) -> pd.DataFrame:
-    """Train every run without a complete record, through `executor`, and summarise.
+              device: str = "cpu", progress: bool = True, save: bool = True,
+              cohort_size: int | None = None, memory_gb: float = DEFAULT_MEMORY_GB,
+              workers: int | None = None) -> pd.DataFrame:
+    """Train every run without a complete record, cohort by cohort, through `executor`, and
+    summarise.
 
-    executor: any `concurrent.futures.Executor` (default: ProcessPerRun with one process
-    per core). Returns one row per run, in the order given: task, profile, config hash, λ,
-    seed, status (stored / trained / failed), reason, final accuracy (working memory) or mean
-    test R² (separation), final Î, seconds, path.
+    executor: any `concurrent.futures.Executor` (its workers train with one torch thread);
+    by default a ProcessPerRun of `workers` processes (default: one per core, at most one
+    per cohort), which stops its processes when the sweep ends or is interrupted, each
+    with cores // workers threads. Each cohort (`cohorts(runs, cohort_size, memory_gb)`)
+    with a run to train is one task. Returns one row per run, in the order
+    given: task, profile, config hash, λ, seed, status (stored / trained / failed), reason,
+    final accuracy (working memory) or mean test R² (separation), final Î, seconds, path.
     The summary is also written to <results>/sweeps/ when `save`.
     """
     rows: dict[int, dict[str, Any]] = {}
-    todo = []
     for i, run in enumerate(runs):
         row = _stored_status(run, root)
-        if row is None:
-            todo.append(i)
-        else:
+        if row is not None:
             rows[i] = row
+    todo = [chunk for chunk in cohorts(runs, cohort_size, memory_gb)
+            if any(i not in rows for i in chunk)]
     own = executor is None and bool(todo)
+    threads = 1
     if own:
-        executor = ProcessPerRun()
+        cores = os.cpu_count() or 1
+        workers = workers or max(1, min(cores, len(todo)))
+        threads = max(1, cores // workers)
+        executor = ProcessPerRun(workers)
     bar = tqdm(total=len(runs), initial=len(rows), disable=not progress, unit="run",
                desc="sweep")
     failed = sum(row["status"] == "failed" for row in rows.values())
     try:
-        futures = {executor.submit(run_one, runs[i].config.to_json(), runs[i].seed,
-                                   None if root is None else str(root), device): i
-                   for i in todo}
+        futures = {executor.submit(run_cohort, [runs[i].config.to_json() for i in chunk],
+                                   [runs[i].seed for i in chunk],
+                                   None if root is None else str(root), device, threads): chunk
+                   for chunk in todo}
         for future in cf.as_completed(futures):
-            i = futures[future]
+            chunk = futures[future]
             try:
-                rows[i] = future.result()
+                results = future.result()
             except Exception as error:
-                rows[i] = {"status": "failed", "reason": f"{type(error).__name__}: {error}"}
-            failed += rows[i]["status"] == "failed"
-            bar.update()
+                results = [{"status": "failed", "reason": f"{type(error).__name__}: {error}"}
+                           for _ in chunk]
+            for i, row in zip(chunk, results):
+                if i in rows:  # stored or failed before; its cohort-mates trained now
+                    continue
+                rows[i] = row
+                failed += row["status"] == "failed"
+                bar.update()
             bar.set_postfix(failed=failed, remaining=len(runs) - bar.n)
     finally:
         bar.close()

@@ -107,12 +107,12 @@ def train_critic(pair: GaussianPair, cfg: EstimatorConfig, n_samples: int, steps
     once per process and its (read-only) trace reused.
     """
     init, data, draws = seeds_of(seed)
-    estimator = MineEstimator(pair.dim, pair.dim, cfg, generator=init)
+    estimator = MineEstimator(pair.dim, pair.dim, cfg, generators=init)
     optimizer = make_critic_optimizer(estimator, cfg)
     trace = np.empty(steps)
     for step in range(steps):
         x, y = pair.sample(n_samples, data)
-        trace[step] = critic_step(estimator, optimizer, x, y, draws, cfg)
+        trace[step] = critic_step(estimator, optimizer, x[None], y[None], draws, cfg)[0]
     trace.setflags(write=False)
     return trace
 
@@ -178,6 +178,19 @@ def summarise(table: pd.DataFrame, rtol: float = 0.05, atol: float = 0.01) -> pd
     out["verdict"] = [verdict(b, s, t, rtol, atol)
                       for b, s, t in zip(out["bias"], out["sem"], out["true_mi"])]
     return out.reset_index()
+
+
+def side_by_side(reference: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
+    """Two `summarise` tables of the same settings (e.g. a float32 and a bfloat16 critic):
+    per setting the true value, each table's mean and spread over seeds, the difference of
+    the means (other − reference) and "within spread": whether |difference| is at most the
+    larger of the two spreads. Nats throughout."""
+    keys = ["dim", "rho", "transform", "scale", "n_samples"]
+    both = reference.merge(other, on=keys, suffixes=("", "_other"), validate="one_to_one")
+    both["difference"] = both["mean_other"] - both["mean"]
+    both["within spread"] = both["difference"].abs() <= np.maximum(both["std"], both["std_other"])
+    return both[keys + ["true_mi", "mean", "std", "mean_other", "std_other", "difference",
+                        "within spread"]]
 
 
 def verdict(bias: float, sem: float, true_mi: float, rtol: float = 0.05, atol: float = 0.01,

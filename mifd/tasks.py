@@ -1,6 +1,8 @@
 """The two tasks of the paper as plain array producers (SPEC §3); no model code here.
 
-* `wm_batch`: the 2-bit flip-flop working memory (SPEC §3.1).
+* `wm_batch`: the 2-bit flip-flop working memory (SPEC §3.1); `wm_onsets` and
+  `wm_from_onsets` split it into its random draw and the arithmetic, so a cohort draws
+  each run's onsets from its own stream and computes every run's batches at once.
 * `lorenz` / `rossler` / `integrate` / `normalise`: the chaotic sources (SPEC §3.2);
   `chaos_trajectories` generates them from explicit seeds and caches each one on disk as
   float32; `separation_batch` mixes Lorenz and Rössler into input L + R and target [L, R].
@@ -42,8 +44,10 @@ class WMBatch:
     onsets: np.ndarray
 
 
-def wm_batch(cfg: WMTaskConfig, rng: np.random.Generator) -> WMBatch:
-    """Draw a fresh working-memory batch from `rng` (SPEC §3.1).
+def wm_batch(cfg: WMTaskConfig, rng: np.random.Generator, n_batches: int = 1) -> WMBatch:
+    """Draw `n_batches` fresh working-memory batches from `rng` (SPEC §3.1), stacked along
+    the sequence axis: the arrays equal those of `n_batches` calls one after another,
+    concatenated (the onsets are drawn in one call of the same size).
 
     Onsets are drawn independently with probability `onset_prob` per sequence, channel and
     index for T + 2 indices; a pulse holds amplitude `amplitude` for `pulse_length` steps
@@ -51,8 +55,19 @@ def wm_batch(cfg: WMTaskConfig, rng: np.random.Generator) -> WMBatch:
     wins a tie); s(0) = +1 only if an ON onset falls at 0. The target ramps by
     `slope`·s(t) per step from y(0) = 0, clipped to [-1, 1].
     """
+    return wm_from_onsets(cfg, wm_onsets(cfg, rng, n_batches))
+
+
+def wm_onsets(cfg: WMTaskConfig, rng: np.random.Generator, n_batches: int = 1) -> np.ndarray:
+    """The random part of `n_batches` batches: (n_batches·batch, T + 2, 4) bool onsets."""
     n_steps = cfg.n_transient + cfg.n_learn
-    onsets = rng.random((cfg.batch_size, n_steps + 2, 4)) < cfg.onset_prob
+    return rng.random((n_batches * cfg.batch_size, n_steps + 2, 4)) < cfg.onset_prob
+
+
+def wm_from_onsets(cfg: WMTaskConfig, onsets: np.ndarray) -> WMBatch:
+    """Pulses, latched bits and target ramps of any number of sequences' onsets at once
+    (e.g. the batches of every run of a cohort): onsets (sequences, T + 2, 4) bool."""
+    n_steps = cfg.n_transient + cfg.n_learn
     inputs = cfg.amplitude * _pulses(onsets[:, : n_steps], cfg.pulse_length)
     on = onsets[:, : n_steps + 1, ON_CHANNELS]
     off = onsets[:, : n_steps + 1, OFF_CHANNELS]
@@ -67,28 +82,42 @@ def wm_batch(cfg: WMTaskConfig, rng: np.random.Generator) -> WMBatch:
 
 
 def _pulses(onsets: np.ndarray, length: int) -> np.ndarray:
-    """(batch, T, C) bool onsets -> (batch, T, C) float 0/1: 1 within `length` steps of an onset."""
-    counts = np.cumsum(onsets, axis=1, dtype=np.int64)
-    lagged = np.zeros_like(counts)
-    lagged[:, length:] = counts[:, :-length]
-    return (counts - lagged > 0).astype(np.float64)
+    """(batch, T, C) bool onsets -> (batch, T, C) float32 0/1: 1 within `length` steps of an
+    onset (steps t′ … t′ + length − 1 for an onset at t′, cut at T). Onsets are rare, so
+    each one's window is written directly (a cumulative count over time is ≈40× slower)."""
+    pulses = np.zeros(onsets.shape, dtype=np.float32)
+    seq, step, channel = np.nonzero(onsets)
+    last = onsets.shape[1] - 1
+    for lag in range(length):
+        pulses[seq, np.minimum(step + lag, last), channel] = 1.0
+    return pulses
 
 
 def _latched_bits(on: np.ndarray, off: np.ndarray) -> np.ndarray:
-    """(batch, T+1, 2) ON/OFF onsets -> the latched bit in {-1, +1}; ON wins a tie."""
-    events = np.where(on, 1, np.where(off, -1, 0)).astype(np.int8)
-    events[:, 0] = np.where(on[:, 0], 1, -1)
-    steps = np.arange(events.shape[1])[None, :, None]
-    last_event = np.maximum.accumulate(np.where(events != 0, steps, 0), axis=1)
-    return np.take_along_axis(events, last_event, axis=1)
+    """(batch, T+1, 2) ON/OFF onsets -> the latched bit in {-1, +1}; ON wins a tie.
+
+    The index of the last event up to each step is a running maximum over time, taken in a
+    time-major copy (along a strided axis it is several times slower)."""
+    on, off = on.transpose(1, 0, 2), off.transpose(1, 0, 2)
+    events = on.astype(np.int8) - (off & ~on).astype(np.int8)  # +1 ON, -1 OFF, 0 none
+    events[0] = np.where(on[0], 1, -1)
+    steps = np.arange(events.shape[0], dtype=np.int32)[:, None, None]
+    last_event = np.where(events != 0, steps, 0)
+    np.maximum.accumulate(last_event, axis=0, out=last_event)
+    return np.take_along_axis(events, last_event, axis=0).transpose(1, 0, 2)
 
 
 def _ramp(bits: np.ndarray, slope: float) -> np.ndarray:
-    """y(0) = 0 and y(t) = clip(y(t-1) + slope·s(t), -1, 1): (batch, T+1, 2) float64."""
-    trace = np.zeros(bits.shape, dtype=np.float64)
-    for t in range(1, bits.shape[1]):
-        trace[:, t] = np.clip(trace[:, t - 1] + slope * bits[:, t], -1.0, 1.0)
-    return trace
+    """y(0) = 0 and y(t) = clip(y(t-1) + slope·s(t), -1, 1): (batch, T+1, 2) float64.
+
+    A loop over time (each step's rounding depends on the last), over all sequences at once,
+    in a time-major buffer so that each step reads and writes contiguous rows."""
+    steps = slope * np.ascontiguousarray(bits.transpose(1, 0, 2), dtype=np.float64)
+    trace = np.zeros_like(steps)
+    for t in range(1, steps.shape[0]):
+        np.add(trace[t - 1], steps[t], out=trace[t])
+        np.clip(trace[t], -1.0, 1.0, out=trace[t])
+    return trace.transpose(1, 0, 2)
 
 
 # --- chaotic sources -------------------------------------------------------------------

@@ -1,18 +1,23 @@
-"""The alternating training of the working-memory RNN and its statistics network (SPEC §5.1).
+"""The alternating training of the working-memory RNN and its statistics network (SPEC §5.1),
+for a cohort of runs at once (a single run is a cohort of one; see `runs`).
 
 One epoch: `n_sm_steps` critic (SM) steps, each on a fresh batch started from x0 = 0, that
 maximise the MINE estimate Î between the two groups' rates; then one model (MM) step, on a
-fresh batch started from x0 ~ N(0, I), that minimises
+fresh batch started from x0 ~ N(0, I), that minimises, for each run r,
 
-    MSE + c_reg (‖W_rec‖² + ‖W_out‖²) + c_reg_in ‖W_in‖² + λ Î.
+    MSE_r + c_reg (‖W_rec‖² + ‖W_out‖²) + c_reg_in ‖W_in‖² + λ_r Î_r.
 
-With λ = 0 (the control) everything else is identical and Î is only observed. The run
-itself (checkpoints, resume, failures, the stored record) is `runs.train_run`'s.
+The cohort minimises the sum over runs; runs share no parameter, so each run's gradient is
+exactly its own. With λ_r = 0 (a control) everything else is identical and Î_r is only
+observed. Every run draws its batches (numpy) and its noise and critic draws (torch) from
+its own streams in the order it would alone. The run itself (checkpoints, resume,
+failures, the stored records) is `runs.train_cohort`'s.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -22,8 +27,8 @@ from .config import RunConfig
 from .mine import critic_step, make_critic_optimizer
 from .models import LeakyRNN, split_groups
 from .optim import clip_per_tensor_norm, make_optimizer
-from .runs import Loop, RunState, build_networks, train_run
-from .tasks import wm_batch
+from .runs import CohortState, Loop, Outcome, build_networks, train_cohort, train_run
+from .tasks import wm_from_onsets, wm_onsets
 
 HISTORY_KEYS = (
     "mse", "accuracy", "accuracy_bit1", "accuracy_bit2", "mi_before", "mi_after", "l2",
@@ -31,129 +36,180 @@ HISTORY_KEYS = (
 )
 
 
-def init_wm(config: RunConfig, seed: int, device: str = "cpu") -> RunState:
-    """Model, statistics network, optimisers and random streams of a fresh run (see
-    `runs.build_networks` for what the device changes)."""
-    model, estimator, generator = build_networks(config, seed, device, LeakyRNN)
-    t = config.training
+def init_wm(configs: Sequence[RunConfig] | RunConfig, seeds: Sequence[int] | int,
+            device: str = "cpu") -> CohortState:
+    """Models, statistics networks, optimisers and random streams of a fresh cohort (one
+    config and seed: a cohort of one); see `runs.build_networks` for what the device changes."""
+    if isinstance(configs, RunConfig):
+        configs, seeds = [configs], [seeds]
+    model, estimator, members = build_networks(configs, seeds, device, LeakyRNN)
+    t = configs[0].training
     model_opt = make_optimizer(model.parameters(), t.optimizer, t.lr, t.eps, rho=t.rho,
                                eps_inside_sqrt=t.rmsprop_eps_inside_sqrt)
-    critic_opt = make_critic_optimizer(estimator, config.estimator,
+    critic_opt = make_critic_optimizer(estimator, configs[0].estimator,
                                        eps_inside_sqrt=t.rmsprop_eps_inside_sqrt)
-    return RunState(model, estimator, model_opt, critic_opt, generator,
-                    np.random.default_rng(seed), history={k: [] for k in HISTORY_KEYS})
+    for member in members:
+        member.history = {k: [] for k in HISTORY_KEYS}
+    return CohortState(model, estimator, model_opt, critic_opt, members)
 
 
-def _segment(state: RunState, config: RunConfig, x0_normal: bool, grad: bool,
-             n_batches: int = 1):
-    """`n_batches` fresh batches → 1000-step transient (no grad) → learning segment.
+def _segment(state: CohortState, x0_normal: bool, grad: bool, n_batches: int = 1):
+    """`n_batches` fresh batches per run → 1000-step transient (no grad) → learning segment.
 
-    The batches are drawn one after another and run through the RNN together, as one batch
-    of n_batches·B sequences (the RNN is the same for all of them). Returns
-    (x (n_batches·B, T, N), z (n_batches·B, T, 2), targets (n_batches·B, T, 2)) of the
-    learning segment.
+    Each run draws its batches one after another from its own numpy stream, then x0 and the
+    noise from its own torch generator; the cohort's batches are computed at once and all
+    runs' batches go through the RNNs together (each run's RNN is the same for all of its
+    batches). Returns the learning segment's states x (R, n_batches·B, T, N), targets
+    (R, n_batches·B, T, 2) and, with `grad`, outputs z (R, n_batches·B, T, 2) carrying
+    gradient; without `grad`, z is None and x lives in arrays that the next call without
+    gradient overwrites.
     """
-    task = config.task
-    batches = [wm_batch(task, state.rng) for _ in range(n_batches)]
-    device = state.device
-    inputs = torch.from_numpy(np.concatenate([b.inputs for b in batches])).to(device)
-    targets = torch.from_numpy(
-        np.concatenate([b.targets[:, task.n_transient:] for b in batches])).to(device)
-    n_units = config.model.n_units
-    shape = (inputs.shape[0], n_units)
-    x0 = (torch.randn(shape, generator=state.generator, device=device) if x0_normal
-          else torch.zeros(shape, device=device))
-    noise = torch.randn((*inputs.shape[:2], n_units), generator=state.generator, device=device)
-    x_start = state.model.run_transient(inputs[:, :task.n_transient], x0,
-                                        noise[:, :task.n_transient])
-    with torch.set_grad_enabled(grad):
-        x, z = state.model(inputs[:, task.n_transient:], x_start, noise[:, task.n_transient:])
+    task = state.config.task
+    device, runs = state.device, len(state.members)
+    batch = wm_from_onsets(task, np.concatenate(
+        [wm_onsets(task, m.rng, n_batches) for m in state.members]))
+    n_seq = n_batches * task.batch_size
+    inputs = torch.from_numpy(batch.inputs).view(runs, n_seq, *batch.inputs.shape[1:]).to(device)
+    targets = torch.from_numpy(batch.targets[:, task.n_transient:]).to(device)
+    targets = targets.view(runs, n_seq, *targets.shape[1:])
+    n_units = state.config.model.n_units
+    x0 = torch.zeros((runs, n_seq, n_units), device=device)
+    noise = _reused(state, (runs, n_seq, inputs.shape[2], n_units))
+    _draw_normal([x0[r] for r in range(runs)] if x0_normal else [], [noise[r] for r in range(runs)],
+                 state.generators)
+    x_start = state.model.run_transient(inputs[:, :, :task.n_transient], x0,
+                                        noise[:, :, :task.n_transient])
+    learning = inputs[:, :, task.n_transient:], x_start, noise[:, :, task.n_transient:]
+    if not grad:
+        with torch.no_grad():
+            x, _ = state.model.run(*learning, reuse_buffers=True)
+        return x, None, targets
+    x, z = state.model(*learning)
     return x, z, targets
 
 
-def critic_phase(state: RunState, config: RunConfig, n_steps: int, x0_normal: bool
-                 ) -> list[float]:
-    """`n_steps` SM steps, each on its own fresh batch, with the RNN frozen.
+def _draw_normal(first: list[torch.Tensor], second: list[torch.Tensor],
+                 generators: list[torch.Generator]) -> None:
+    """Fill first[r] and then second[r] with standard-normal draws from generators[r] (either
+    list may be empty), each run's draws in its own order; on a CPU the runs are spread
+    over the torch threads (one generator's draws are sequential, different runs' are
+    independent, and each thread draws ≈1.6× faster than one alone)."""
+    def fill(r: int) -> None:
+        for arrays in (first, second):
+            if arrays:
+                arrays[r].normal_(generator=generators[r])
 
-    The RNN runs once over all n_steps batches (exactly what n_steps separate runs of the
-    frozen RNN give, at a fraction of the cost). Returns Î before each update (nats).
+    workers = min(torch.get_num_threads(), len(generators))
+    if workers < 2 or generators[0].device.type != "cpu":
+        for r in range(len(generators)):
+            fill(r)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(fill, range(len(generators))))
+
+
+def _reused(state: CohortState, shape: tuple[int, ...]) -> torch.Tensor:
+    """A float32 array of `shape` on the cohort's device, kept in `state.data` and handed out
+    again at the next call with the same shape (its contents are overwritten by the caller:
+    fresh arrays of this size cost more to fault into memory than filling them)."""
+    arrays = state.data.setdefault("arrays", {})
+    if shape not in arrays:
+        arrays[shape] = torch.empty(shape, device=state.device)
+    return arrays[shape]
+
+
+def critic_phase(state: CohortState, n_steps: int, x0_normal: bool) -> np.ndarray:
+    """`n_steps` SM steps for every run, each on its own fresh batch, with the RNNs frozen.
+
+    The RNNs run once over all n_steps batches (exactly what n_steps separate runs of the
+    frozen RNN give, at a fraction of the cost). Returns Î before each update, (n_steps, R)
+    nats.
     """
     with torch.no_grad():
-        x, _, _ = _segment(state, config, x0_normal, grad=False, n_batches=n_steps)
+        x, _, _ = _segment(state, x0_normal, grad=False, n_batches=n_steps)
     values = []
-    for chunk in x.split(config.task.batch_size):
+    for chunk in x.split(state.config.task.batch_size, dim=1):
         g1, g2 = split_groups(torch.tanh(chunk))
-        values.append(critic_step(state.estimator, state.critic_opt, g1, g2, state.generator,
-                                  config.estimator))
-    return values
+        values.append(critic_step(state.estimator, state.critic_opt, g1, g2, state.generators,
+                                  state.config.estimator))
+    return np.array(values).reshape(n_steps, len(state.members))
 
 
 def accuracy(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per-output sign accuracy (SPEC §3.1): label round((y+1)/2) (half to even), prediction z > 0.
 
-    z, y: (B, T, n_out) → (n_out,) fractions.
+    z, y: (..., B, T, n_out) → (..., n_out) fractions (per run for a cohort's outputs).
     """
     labels = torch.round((y + 1) / 2)
-    return ((z > 0).to(y.dtype) == labels).to(y.dtype).mean(dim=(0, 1))
+    return ((z > 0).to(y.dtype) == labels).to(y.dtype).mean(dim=(-3, -2))
 
 
 def l2_penalty(model: LeakyRNN, config: RunConfig) -> torch.Tensor:
-    """c_reg (‖W_rec‖² + ‖W_out‖²) + c_reg_in ‖W_in‖² (Keras l2: no ½ factor)."""
+    """c_reg (‖W_rec‖² + ‖W_out‖²) + c_reg_in ‖W_in‖² per run, (R,) (Keras l2: no ½ factor)."""
     t = config.training
-    return (t.c_reg * (model.w_rec.square().sum() + model.w_out.square().sum())
-            + t.c_reg_in * model.w_in.square().sum())
+
+    def sq(p: torch.Tensor) -> torch.Tensor:
+        return p.square().sum(dim=(1, 2))
+
+    return t.c_reg * (sq(model.w_rec) + sq(model.w_out)) + t.c_reg_in * sq(model.w_in)
 
 
-def model_phase_step(state: RunState, config: RunConfig) -> dict[str, float]:
-    """One MM step; returns the logged values, all taken before the update."""
+def model_phase_step(state: CohortState) -> list[dict[str, float]]:
+    """One MM step for every run; returns each run's logged values, all taken before the
+    update."""
+    config = state.config
     t = config.training
-    x, z, y = _segment(state, config, x0_normal=True, grad=True)
-    mse = (z - y).square().mean()
+    x, z, y = _segment(state, x0_normal=True, grad=True)
+    mse = (z - y).square().mean(dim=(1, 2, 3))
     l2 = l2_penalty(state.model, config)
     g1, g2 = split_groups(torch.tanh(x))
+    lambdas = state.per_run("training.lambda_mi")
     for p in state.estimator.parameters():
         p.requires_grad_(False)
     try:
-        if t.lambda_mi > 0:
-            mi = state.estimator(g1, g2, state.generator)
-            loss = mse + l2 + t.lambda_mi * mi
+        if bool((lambdas > 0).any()):
+            mi = state.estimator(g1, g2, state.generators)
+            # λ_r = 0 adds nothing to run r's loss or gradient (a control in the cohort)
+            loss = mse + l2 + torch.where(lambdas > 0, lambdas * mi, 0.0)
         else:
             with torch.no_grad():
-                mi = state.estimator(g1, g2, state.generator)
+                mi = state.estimator(g1, g2, state.generators)
             loss = mse + l2
     finally:
         for p in state.estimator.parameters():
             p.requires_grad_(True)
     state.model_opt.zero_grad(set_to_none=True)
-    loss.backward()
+    loss.sum().backward()
     params = list(state.model.parameters())
-    grad_norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))
+    grad_norm = torch.linalg.vector_norm(
+        torch.stack([p.grad.reshape(p.shape[0], -1).norm(dim=1) for p in params]), dim=0)
     if t.clip_norm is not None:
         clip_per_tensor_norm(params, t.clip_norm)
     state.model_opt.step()
     acc = accuracy(z.detach(), y)
-    return {
-        "mse": mse.item(), "accuracy": acc.mean().item(), "accuracy_bit1": acc[0].item(),
-        "accuracy_bit2": acc[1].item(), "mi_after": mi.item(), "l2": l2.item(),
-        "loss": loss.item(), "grad_norm": grad_norm.item(),
-    }
+    columns = {"mse": mse, "accuracy": acc.mean(-1), "accuracy_bit1": acc[:, 0],
+               "accuracy_bit2": acc[:, 1], "mi_after": mi, "l2": l2, "loss": loss,
+               "grad_norm": grad_norm}
+    values = {k: v.detach().cpu().tolist() for k, v in columns.items()}
+    return [{k: v[r] for k, v in values.items()} for r in range(len(state.members))]
 
 
-def pretrain(state: RunState, config: RunConfig) -> None:
-    """The critic's pre-training: `n_sm_pretrain` SM epochs from x0 ~ N(0, I), run through the
-    RNN in chunks of `n_sm_steps` batches."""
-    t = config.training
+def pretrain(state: CohortState) -> None:
+    """The critics' pre-training: `n_sm_pretrain` SM epochs from x0 ~ N(0, I), run through
+    the RNNs in chunks of `n_sm_steps` batches."""
+    t = state.config.training
     chunk = max(t.n_sm_steps, 1)
     for start in range(0, t.n_sm_pretrain, chunk):
-        critic_phase(state, config, min(chunk, t.n_sm_pretrain - start), x0_normal=True)
+        critic_phase(state, min(chunk, t.n_sm_pretrain - start), x0_normal=True)
 
 
-def epoch(state: RunState, config: RunConfig) -> dict[str, float]:
-    """One epoch: `n_sm_steps` SM steps, then one MM step; returns the logged values, with
-    "mi_before" the Î of the last SM step before its update."""
-    mi_values = critic_phase(state, config, config.training.n_sm_steps, x0_normal=False)
-    logged = model_phase_step(state, config)
-    logged["mi_before"] = mi_values[-1] if mi_values else float("nan")
+def epoch(state: CohortState) -> list[dict[str, float]]:
+    """One epoch: `n_sm_steps` SM steps, then one MM step; returns each run's logged values,
+    with "mi_before" the Î of the last SM step before its update."""
+    mi_values = critic_phase(state, state.config.training.n_sm_steps, x0_normal=False)
+    logged = model_phase_step(state)
+    for r, values in enumerate(logged):
+        values["mi_before"] = float(mi_values[-1, r]) if len(mi_values) else float("nan")
     return logged
 
 
@@ -162,7 +218,17 @@ WM_LOOP = Loop(task="wm", history_keys=HISTORY_KEYS, init=init_wm, pretrain=pret
 
 
 def train_wm(config: RunConfig, seed: int, root: Path | None = None, progress: bool = True,
-             stop_after: int | None = None, on_epoch: Callable[[RunState], None] | None = None,
+             stop_after: int | None = None,
+             on_epoch: Callable[[CohortState], None] | None = None,
              device: str = "cpu") -> store.RunRecord | None:
-    """Train (or resume) one working-memory run; see `runs.train_run`."""
+    """Train (or resume) one working-memory run, a cohort of one; see `runs.train_run`."""
     return train_run(WM_LOOP, config, seed, root, progress, stop_after, on_epoch, device)
+
+
+def train_wm_cohort(configs: Sequence[RunConfig], seeds: Sequence[int],
+                    root: Path | None = None, progress: bool = True,
+                    stop_after: int | None = None,
+                    on_epoch: Callable[[CohortState], None] | None = None,
+                    device: str = "cpu") -> list[Outcome]:
+    """Train (or resume) working-memory runs as one cohort; see `runs.train_cohort`."""
+    return train_cohort(WM_LOOP, configs, seeds, root, progress, stop_after, on_epoch, device)

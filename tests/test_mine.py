@@ -10,7 +10,8 @@ import torch
 from mifd import synthetic
 from mifd.config import profile
 from mifd.mine import (
-    MineEstimator, StatisticsNetwork, critic_step, dv_bound, make_critic_optimizer,
+    MineEstimator, StatisticsNetwork, bf16_native, check_precision, critic_step, dv_bound,
+    make_critic_optimizer,
 )
 from mifd.optim import RMSprop
 
@@ -34,6 +35,11 @@ def _small(cfg, **changes):
 
 def _activity(shape, seed, dtype=torch.float32):
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+def _one_run(shape, seed, dtype=torch.float32):
+    """Activity of a cohort of one run: (1, *shape)."""
+    return _activity((1, *shape), seed, dtype)
 
 
 # The bound ----------------------------------------------------------------------------------
@@ -65,23 +71,24 @@ def test_dv_bound_stays_finite_for_scores_of_plus_minus_100():
 # The statistics network -----------------------------------------------------------------------
 
 def test_initialisation_is_glorot_uniform_with_zero_biases_and_seeded():
-    net = StatisticsNetwork(20, 20, WM, generator=torch.Generator().manual_seed(0))
+    net = StatisticsNetwork(20, 20, WM, generators=torch.Generator().manual_seed(0))
     for layer in (net.dense_x, net.dense_y, net.dense_hidden, net.dense_out):
-        fan_out, fan_in = layer.weight.shape
+        runs, fan_out, fan_in = layer.weight.shape
+        assert runs == 1
         limit = math.sqrt(6 / (fan_in + fan_out))
         assert layer.weight.abs().max() <= limit
         assert torch.count_nonzero(layer.bias) == 0
     hidden = net.dense_hidden.weight
     assert hidden.std().item() == pytest.approx(math.sqrt(6 / 1024) / math.sqrt(3), rel=0.01)
-    again = StatisticsNetwork(20, 20, WM, generator=torch.Generator().manual_seed(0))
+    again = StatisticsNetwork(20, 20, WM, generators=torch.Generator().manual_seed(0))
     assert all(torch.equal(a, b) for a, b in zip(net.parameters(), again.parameters()))
 
 
 def test_architecture_follows_each_task_config():
     wm = StatisticsNetwork(20, 20, WM)
     sep = StatisticsNetwork(50, 50, SEP)
-    assert wm.dense_hidden.weight.shape == (512, 512) and wm.dense_out.bias is not None
-    assert sep.dense_hidden.weight.shape == (100, 100) and sep.dense_out.bias is None
+    assert wm.dense_hidden.weight.shape == (1, 512, 512) and wm.dense_out.bias is not None
+    assert sep.dense_hidden.weight.shape == (1, 100, 100) and sep.dense_out.bias is None
     z = torch.tensor([-1.0, 2.0])
     assert wm.activation(z).tolist() == [0.0, 2.0]
     assert sep.activation(z).tolist() == [-0.25, 2.0]
@@ -108,20 +115,21 @@ CONFIGS = {
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_shared_first_layer_equals_naive_computation(name):
-    estimator = MineEstimator(3, 4, CONFIGS[name], generator=torch.Generator().manual_seed(1))
-    g1 = _activity((4, 50, 3), 2).requires_grad_()
-    g2 = _activity((4, 50, 4), 3).requires_grad_()
+    estimator = MineEstimator(3, 4, CONFIGS[name], generators=torch.Generator().manual_seed(1))
+    g1 = _one_run((4, 50, 3), 2).requires_grad_()
+    g2 = _one_run((4, 50, 4), 3).requires_grad_()
     draw = estimator.draw(g1, g2, torch.Generator().manual_seed(4))
     inputs = [g1, g2, *estimator.parameters()]
     shared, naive = estimator.estimate(draw), estimator.reference(draw)
     assert shared.item() == pytest.approx(naive.item(), rel=1e-5, abs=1e-6)
-    for a, b in zip(torch.autograd.grad(shared, inputs), torch.autograd.grad(naive, inputs)):
+    for a, b in zip(torch.autograd.grad(shared.sum(), inputs),
+                    torch.autograd.grad(naive.sum(), inputs)):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_gradients_reach_both_groups_and_critic_gradcheck(name):
-    estimator = MineEstimator(3, 2, CONFIGS[name], generator=torch.Generator().manual_seed(5))
+    estimator = MineEstimator(3, 2, CONFIGS[name], generators=torch.Generator().manual_seed(5))
     estimator = estimator.double()
     names = [n for n, _ in estimator.named_parameters()]
 
@@ -129,11 +137,11 @@ def test_gradients_reach_both_groups_and_critic_gradcheck(name):
         return torch.func.functional_call(estimator, dict(zip(names, params)),
                                           (g1, g2, torch.Generator().manual_seed(6)))
 
-    g1 = _activity((2, 6, 3), 7, torch.float64).requires_grad_()
-    g2 = _activity((2, 6, 2), 8, torch.float64).requires_grad_()
+    g1 = _one_run((2, 6, 3), 7, torch.float64).requires_grad_()
+    g2 = _one_run((2, 6, 2), 8, torch.float64).requires_grad_()
     params = [p.detach().clone().requires_grad_() for p in estimator.parameters()]
     assert torch.autograd.gradcheck(mi, (g1, g2, *params))
-    grads = torch.autograd.grad(mi(g1, g2, *params), (g1, g2))
+    grads = torch.autograd.grad(mi(g1, g2, *params).sum(), (g1, g2))
     assert all(g.abs().sum() > 0 for g in grads)
 
 
@@ -142,15 +150,16 @@ def _by_hand(estimator, g1, g2, seed, marginal_y_noisy):
     draw = estimator.draw(g1, g2, torch.Generator().manual_seed(seed))
     x = draw.x if draw.noise_x is None else draw.x + draw.noise_x
     y = draw.y if draw.noise_y is None else draw.y + draw.noise_y
-    y_marginal = (y if marginal_y_noisy else draw.y)[draw.perm]
+    y_marginal = torch.gather(y if marginal_y_noisy else draw.y, 1,
+                              draw.perm.unsqueeze(-1).expand_as(y))
     return dv_bound(estimator.statistics(x, y), estimator.statistics(x, y_marginal)), draw
 
 
 @pytest.mark.parametrize("asymmetric", [True, False])
 def test_wm_noise_is_added_inside_and_marginal_y_is_noise_free_only_when_asymmetric(asymmetric):
     cfg = _small(WM, noise_asymmetric=asymmetric)
-    estimator = MineEstimator(3, 3, cfg, generator=torch.Generator().manual_seed(9))
-    g1, g2 = _activity((5, 400, 3), 10), _activity((5, 400, 3), 11)
+    estimator = MineEstimator(3, 3, cfg, generators=torch.Generator().manual_seed(9))
+    g1, g2 = _one_run((5, 400, 3), 10), _one_run((5, 400, 3), 11)
     value = estimator(g1, g2, torch.Generator().manual_seed(12)).item()
     expected, draw = _by_hand(estimator, g1, g2, 12, marginal_y_noisy=not asymmetric)
     other, _ = _by_hand(estimator, g1, g2, 12, marginal_y_noisy=asymmetric)
@@ -161,8 +170,8 @@ def test_wm_noise_is_added_inside_and_marginal_y_is_noise_free_only_when_asymmet
 
 
 def test_separation_estimator_adds_no_noise():
-    estimator = MineEstimator(3, 3, _small(SEP), generator=torch.Generator().manual_seed(13))
-    g1, g2 = _activity((2, 100, 3), 14), _activity((2, 100, 3), 15)
+    estimator = MineEstimator(3, 3, _small(SEP), generators=torch.Generator().manual_seed(13))
+    g1, g2 = _one_run((2, 100, 3), 14), _one_run((2, 100, 3), 15)
     draw = estimator.draw(g1, g2, torch.Generator().manual_seed(16))
     assert draw.noise_x is None and draw.noise_y is None
     expected, _ = _by_hand(estimator, g1, g2, 16, marginal_y_noisy=True)
@@ -172,9 +181,9 @@ def test_separation_estimator_adds_no_noise():
 
 def test_marginals_are_one_fresh_permutation_of_all_rows_per_call():
     estimator = MineEstimator(2, 2, _small(SEP))
-    g1, g2 = _activity((3, 20, 2), 17), _activity((3, 20, 2), 18)
+    g1, g2 = _one_run((3, 20, 2), 17), _one_run((3, 20, 2), 18)
     generator = torch.Generator().manual_seed(19)
-    first, second = (estimator.draw(g1, g2, generator).perm for _ in range(2))
+    first, second = (estimator.draw(g1, g2, generator).perm[0] for _ in range(2))
     assert sorted(first.tolist()) == list(range(60))
     assert not torch.equal(first, second)
     values = [estimator(g1, g2, torch.Generator().manual_seed(19)).item() for _ in range(2)]
@@ -183,9 +192,9 @@ def test_marginals_are_one_fresh_permutation_of_all_rows_per_call():
 
 def test_sample_fraction_keeps_that_fraction_of_rows_as_pairs():
     estimator = MineEstimator(2, 2, _small(SEP, sample_fraction=0.25))
-    g1 = _activity((4, 100, 2), 20)
+    g1 = _one_run((4, 100, 2), 20)
     draw = estimator.draw(g1, 2 * g1, torch.Generator().manual_seed(21))
-    assert draw.x.shape == (100, 2) and draw.perm.shape == (100,)
+    assert draw.x.shape == (1, 100, 2) and draw.perm.shape == (1, 100)
     torch.testing.assert_close(draw.y, 2 * draw.x)
 
 
@@ -194,13 +203,13 @@ def test_sample_fraction_keeps_that_fraction_of_rows_as_pairs():
 @pytest.mark.parametrize("cfg", [_small(WM, clip_norm=1e-3), _small(SEP, clip_value=1e-4)],
                          ids=["clip norm", "clip value"])
 def test_critic_step_returns_bound_before_update_and_clips_gradients(cfg):
-    estimator = MineEstimator(2, 2, cfg, generator=torch.Generator().manual_seed(22))
+    estimator = MineEstimator(2, 2, cfg, generators=torch.Generator().manual_seed(22))
     optimizer = make_critic_optimizer(estimator, cfg)
-    g1 = _activity((2, 50, 2), 23)
-    g2 = g1 + 0.5 * _activity((2, 50, 2), 24)
+    g1 = _one_run((2, 50, 2), 23)
+    g2 = g1 + 0.5 * _one_run((2, 50, 2), 24)
     before = estimator(g1, g2, torch.Generator().manual_seed(25)).item()
     value = critic_step(estimator, optimizer, g1, g2, torch.Generator().manual_seed(25), cfg)
-    assert value == before
+    assert value.tolist() == [before]
     for p in estimator.parameters():
         if cfg.clip_norm is not None:
             assert p.grad.norm() <= cfg.clip_norm * (1 + 1e-5)
@@ -239,11 +248,75 @@ def test_gaussian_mutual_information_closed_forms():
 
 
 def test_second_forward_before_backward_leaves_first_gradients_intact():
-    estimator = MineEstimator(2, 2, _small(WM), generator=torch.Generator().manual_seed(26))
-    g1, g2 = _activity((2, 10, 2), 27), _activity((2, 10, 2), 28)
+    estimator = MineEstimator(2, 2, _small(WM), generators=torch.Generator().manual_seed(26))
+    g1, g2 = _one_run((2, 10, 2), 27), _one_run((2, 10, 2), 28)
     params = list(estimator.parameters())
-    fresh = torch.autograd.grad(estimator(g1, g2, torch.Generator().manual_seed(29)), params)
-    first = estimator(g1, g2, torch.Generator().manual_seed(29))
-    estimator(3 * g1, g2 - 1, torch.Generator().manual_seed(30)).backward()
+    fresh = torch.autograd.grad(estimator(g1, g2, torch.Generator().manual_seed(29)).sum(),
+                                params)
+    first = estimator(g1, g2, torch.Generator().manual_seed(29)).sum()
+    estimator(3 * g1, g2 - 1, torch.Generator().manual_seed(30)).sum().backward()
     for a, b in zip(torch.autograd.grad(first, params), fresh):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+# Cohorts and precision ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_a_cohort_estimates_and_trains_each_run_as_it_would_alone(name):
+    """Three runs' critics as one estimator: the same initial weights, draws, Î and steps
+    (per-run clipping included) as three estimators of one run each."""
+    cfg = dataclasses.replace(CONFIGS[name], clip_norm=0.05) if name.startswith("wm") \
+        else CONFIGS[name]
+    seeds = (31, 32, 33)
+    cohort = MineEstimator(3, 2, cfg, generators=[torch.Generator().manual_seed(s) for s in seeds])
+    alone = [MineEstimator(3, 2, cfg, generators=torch.Generator().manual_seed(s)) for s in seeds]
+    g1 = torch.cat([_one_run((4, 30, 3), 40 + r) for r in range(3)])
+    g2 = torch.cat([_one_run((4, 30, 2), 50 + r) for r in range(3)]) + 0.5 * g1[..., :2]
+    g1[1] *= 100  # one run's gradients far larger than the others': clipping stays per run
+    draws = [torch.Generator().manual_seed(60 + r) for r in range(3)]
+    opt = make_critic_optimizer(cohort, cfg)
+    together = [critic_step(cohort, opt, g1, g2, draws, cfg) for _ in range(3)]
+    for r, estimator in enumerate(alone):
+        gen, opt_r = torch.Generator().manual_seed(60 + r), make_critic_optimizer(estimator, cfg)
+        values = [critic_step(estimator, opt_r, g1[r:r + 1], g2[r:r + 1], gen, cfg)[0]
+                  for _ in range(3)]
+        assert values == pytest.approx([v[r] for v in together], rel=1e-5, abs=1e-6)
+        for (label, p), q in zip(cohort.named_parameters(), estimator.parameters()):
+            if label == "statistics.dense_out.bias":
+                # T's output bias cancels in the DV bound: its gradient is rounding noise
+                # (≈1e-7), which RMSprop scales up to lr-sized steps, so it follows no signal
+                continue
+            torch.testing.assert_close(p[r], q[0], rtol=1e-5, atol=1e-6, msg=label)
+
+
+def test_bfloat16_critic_agrees_with_float32_where_native():
+    if not bf16_native("cpu"):
+        pytest.skip("this CPU has no native bf16 products")
+    low = dataclasses.replace(WM, hidden=256, precision="bfloat16")
+    full = MineEstimator(10, 10, dataclasses.replace(low, precision="float32"),
+                         generators=torch.Generator().manual_seed(70))
+    half = MineEstimator(10, 10, low, generators=torch.Generator().manual_seed(70))
+    g1 = _one_run((8, 250, 10), 71)
+    g2 = (0.8 * g1 + 0.6 * _one_run((8, 250, 10), 72)).requires_grad_()
+    values, grads = [], []
+    for estimator in (full, half):
+        mi = estimator(g1, g2, torch.Generator().manual_seed(73))
+        values.append(mi.item())
+        grads.append(torch.autograd.grad(mi.sum(), [g2, *estimator.parameters()]))
+    assert values[1] == pytest.approx(values[0], rel=0.02, abs=0.01)
+    for a, b in zip(*grads):  # within 10 % of the float32 gradient (bf16 keeps 8 bits)
+        assert torch.linalg.vector_norm(b - a) <= 0.1 * torch.linalg.vector_norm(a) + 1e-7
+
+
+def test_bfloat16_is_refused_where_not_native(monkeypatch):
+    import mifd.mine as mine
+
+    check_precision(WM, "cpu")  # float32 is always fine
+    monkeypatch.setattr(mine, "bf16_native", lambda device: False)
+    with pytest.raises(ValueError, match=r"^estimator\.precision: 'bfloat16' needs native"):
+        check_precision(dataclasses.replace(WM, precision="bfloat16"), "cpu")
+
+
+def test_precision_must_be_named():
+    with pytest.raises(ValueError, match="EstimatorConfig.precision"):
+        dataclasses.replace(WM, precision="float16")

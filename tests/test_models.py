@@ -11,7 +11,20 @@ CFG = ModelConfig()
 
 
 def _model(cfg=CFG, seed=0, dtype=torch.float32, **kwargs) -> LeakyRNN:
-    return LeakyRNN(cfg, generator=torch.Generator().manual_seed(seed), **kwargs).to(dtype)
+    """A cohort of one run (every parameter has a leading run axis of length 1)."""
+    return LeakyRNN(cfg, generators=[torch.Generator().manual_seed(seed)], **kwargs).to(dtype)
+
+
+def _one(model: LeakyRNN, name: str) -> torch.Tensor:
+    """The single run's parameter `name`, without the run axis."""
+    return getattr(model, name)[0]
+
+
+def _call(model: LeakyRNN, inputs, x0, noise, method="forward"):
+    """Call a one-run model on one run's (batch, ...) arrays; returns its arrays without the
+    run axis."""
+    out = getattr(model, method)(inputs[None], x0[None], noise[None])
+    return tuple(o[0] for o in out) if isinstance(out, tuple) else out[0]
 
 
 def _batch(model: LeakyRNN, batch: int, n_steps: int, seed: int, dtype=torch.float32):
@@ -25,30 +38,32 @@ def _batch(model: LeakyRNN, batch: int, n_steps: int, seed: int, dtype=torch.flo
 def _set(model: LeakyRNN, **values) -> None:
     with torch.no_grad():
         for name, value in values.items():
-            getattr(model, name).copy_(torch.as_tensor(value, dtype=getattr(model, name).dtype))
+            _one(model, name).copy_(torch.as_tensor(value, dtype=getattr(model, name).dtype))
 
 
 def _autograd_reference(model: LeakyRNN, inputs, x0, noise):
     """The update equation as written, step by step under autograd: (x, z)."""
     a, x, states = model.alpha, x0, []
+    w_in, b, w_rec, w_out, b_out = (_one(model, n) for n in ("w_in", "b", "w_rec", "w_out", "b_out"))
     for k in range(inputs.shape[1]):
-        x = ((1 - a) * x + a * (inputs[:, k] @ model.w_in + model.b + torch.tanh(x) @ model.w_rec)
+        x = ((1 - a) * x + a * (inputs[:, k] @ w_in + b + torch.tanh(x) @ w_rec)
              + model.noise_std * noise[:, k])
         states.append(x)
     states = torch.stack(states, 1)
-    return states, torch.tanh(states) @ model.w_out + model.b_out
+    return states, torch.tanh(states) @ w_out + b_out
 
 
 def test_shapes_and_default_dtype():
     model = _model()
     inputs, x0, noise = _batch(model, batch=3, n_steps=7, seed=1)
-    states, rates, outputs = model.forward_with_rates(inputs, x0, noise)
+    states, rates, outputs = _call(model, inputs, x0, noise, "forward_with_rates")
     assert states.shape == rates.shape == (3, 7, 40) and outputs.shape == (3, 7, 2)
-    assert model.run_transient(inputs, x0, noise).shape == (3, 40)
+    assert _call(model, inputs, x0, noise, "run_transient").shape == (3, 40)
     assert states.dtype == torch.float32
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert {name: tuple(p.shape) for name, p in model.named_parameters()} == {
-        "w_in": (4, 40), "b": (40,), "w_rec": (40, 40), "w_out": (40, 2), "b_out": (2,)}
+        "w_in": (1, 4, 40), "b": (1, 40), "w_rec": (1, 40, 40), "w_out": (1, 40, 2),
+        "b_out": (1, 2)}
 
 
 def test_update_equation_matches_hand_computed_two_steps():
@@ -68,7 +83,7 @@ def test_update_equation_matches_hand_computed_two_steps():
         expected_x.append(x)
         expected_z.append([math.tanh(x[0]) * w_out[0][0] + math.tanh(x[1]) * w_out[1][0]
                            + b_out[0]])
-    states, outputs = model(torch.tensor([[[u[0]], [u[1]]]], dtype=torch.float64),
+    states, outputs = _call(model, torch.tensor([[[u[0]], [u[1]]]], dtype=torch.float64),
                             torch.tensor([[0.3, -0.7]], dtype=torch.float64),
                             torch.tensor([xi], dtype=torch.float64))
     f64 = dict(dtype=torch.float64)
@@ -84,7 +99,7 @@ def test_noise_is_added_outside_alpha():
     _set(model, w_in=[[0.0, 0.0]], b=[0.0, 0.0], w_rec=torch.zeros(2, 2))
     noise = torch.tensor([[[1.0, -2.0], [3.0, 0.0]]], dtype=torch.float64)
     zeros = dict(dtype=torch.float64)
-    states, _ = model(torch.zeros(1, 2, 1, **zeros), torch.zeros(1, 2, **zeros), noise)
+    states, _ = _call(model, torch.zeros(1, 2, 1, **zeros), torch.zeros(1, 2, **zeros), noise)
     # σ·ξ, not α·σ·ξ = half of it; then x2 = (1 − α)·x1 + σ·ξ2.
     assert torch.allclose(states[0, 0], torch.tensor([0.1, -0.2], dtype=torch.float64), atol=1e-15)
     assert torch.allclose(states[0, 1], torch.tensor([0.35, -0.1], dtype=torch.float64), atol=1e-15)
@@ -94,12 +109,13 @@ def test_readout_uses_updated_state():
     model = _model(dtype=torch.float64)
     inputs, x0, noise = _batch(model, batch=2, n_steps=1, seed=2, dtype=torch.float64)
     inputs[:, 0] = torch.tensor([1.0, 0.0, 1.0, 0.0])
-    states, outputs = model(inputs, x0, noise)
-    read_from_updated = torch.tanh(states[:, 0]) @ model.w_out + model.b_out
+    states, outputs = _call(model, inputs, x0, noise)
+    w_out, b_out = _one(model, "w_out"), _one(model, "b_out")
+    read_from_updated = torch.tanh(states[:, 0]) @ w_out + b_out
     assert torch.allclose(outputs[:, 0], read_from_updated, atol=1e-14)
-    assert not torch.allclose(outputs[:, 0], torch.tanh(x0) @ model.w_out + model.b_out, atol=1e-3)
+    assert not torch.allclose(outputs[:, 0], torch.tanh(x0) @ w_out + b_out, atol=1e-3)
     # so z[0] already depends on u[0]
-    _, outputs_without_input = model(torch.zeros_like(inputs), x0, noise)
+    _, outputs_without_input = _call(model, torch.zeros_like(inputs), x0, noise)
     assert (outputs - outputs_without_input).abs().max() > 1e-3
 
 
@@ -150,11 +166,12 @@ def test_hand_written_backward_matches_autograd_float64(rates_from):
     g = torch.Generator().manual_seed(9)
     targets = torch.sign(torch.randn(3, 60, 2, generator=g, dtype=torch.float64))
     wrt = [model.w_rec, model.w_in, model.b, model.w_out, model.b_out, x0]
+    # the reference reads the one run's slices; the hand-written path its run axis
 
     states, outputs = _autograd_reference(model, inputs, x0, noise)
     expected = torch.autograd.grad(_loss(states, torch.tanh(states), outputs, targets), wrt)
 
-    states, rates, outputs = model.forward_with_rates(inputs, x0, noise)
+    states, rates, outputs = _call(model, inputs, x0, noise, "forward_with_rates")
     if rates_from == "tanh of the states":
         rates = torch.tanh(states)
     got = torch.autograd.grad(_loss(states, rates, outputs, targets), wrt)
@@ -165,18 +182,55 @@ def test_hand_written_backward_matches_autograd_float64(rates_from):
 
 def test_leaky_integration_passes_gradcheck():
     g = torch.Generator().manual_seed(10)
-    args = [torch.randn(5, 2, 4, generator=g, dtype=torch.float64),  # drive (T, batch, N)
-            torch.randn(2, 4, generator=g, dtype=torch.float64),  # x0
-            0.5 * torch.randn(4, 4, generator=g, dtype=torch.float64)]  # w_rec
-    args = [a.requires_grad_() for a in args]
-    assert torch.autograd.gradcheck(lambda *a: LeakyIntegration.apply(*a, 0.3), args)
+
+    def rand(*shape, scale=1.0):
+        return (scale * torch.randn(*shape, generator=g, dtype=torch.float64)).requires_grad_()
+
+    inputs = (torch.rand(2, 3, 5, 2, generator=g, dtype=torch.float64) < 0.5).double()
+    noise = torch.randn(2, 3, 5, 4, generator=g, dtype=torch.float64)
+    args = [rand(2, 3, 4), rand(2, 2, 4), rand(2, 4), rand(2, 4, 4, scale=0.5)]  # x0, w_in, b, w_rec
+    assert torch.autograd.gradcheck(
+        lambda *a: LeakyIntegration.apply(inputs, noise, *a, 0.3, 0.2), args)
 
 
 def test_run_transient_equals_last_state_of_forward():
     model = _model(seed=11)
     inputs, x0, noise = _batch(model, batch=4, n_steps=300, seed=12)
-    states, _ = model(inputs, x0, noise)
-    assert torch.equal(model.run_transient(inputs, x0, noise), states[:, -1])
+    states, _ = _call(model, inputs, x0, noise)
+    assert torch.equal(_call(model, inputs, x0, noise, "run_transient"), states[:, -1])
+
+
+def test_reused_buffers_give_the_same_states_and_are_refused_with_gradient():
+    model = _model(seed=13)
+    inputs, x0, noise = _batch(model, batch=4, n_steps=50, seed=14)
+    states, _ = _call(model, inputs, x0, noise)
+    with torch.no_grad():
+        reused, _ = model.run(inputs[None], x0[None], noise[None], reuse_buffers=True)
+        assert torch.equal(reused[0], states)
+    with pytest.raises(ValueError, match="without gradient"):
+        model.run(inputs[None], x0[None], noise[None], reuse_buffers=True)
+
+
+def test_a_cohort_computes_each_run_as_it_would_alone_forward_and_backward():
+    """Three runs with their own parameters, inputs and noise, as one cohort (float64)."""
+    seeds = (21, 22, 23)
+    cohort = LeakyRNN(CFG, generators=[torch.Generator().manual_seed(s) for s in seeds]).double()
+    alone = [_model(seed=s, dtype=torch.float64) for s in seeds]
+    for r, model in enumerate(alone):
+        for name, p in model.named_parameters():
+            assert torch.equal(p[0], getattr(cohort, name)[r]), (name, r)  # same initial draws
+    batches = [_batch(model, batch=3, n_steps=40, seed=30 + r, dtype=torch.float64)
+               for r, model in enumerate(alone)]
+    inputs, x0, noise = (torch.stack(parts) for parts in zip(*batches))
+    states, rates, outputs = cohort.forward_with_rates(inputs, x0, noise)
+    (outputs.square().sum() + rates[..., :20].sum()).backward()
+    for r, model in enumerate(alone):
+        s, q, z = _call(model, *batches[r], method="forward_with_rates")
+        (z.square().sum() + q[..., :20].sum()).backward()
+        assert torch.allclose(states[r], s, rtol=0, atol=1e-12)
+        assert torch.allclose(outputs[r], z, rtol=0, atol=1e-12)
+        for name, p in model.named_parameters():
+            assert torch.allclose(getattr(cohort, name).grad[r], p.grad[0], rtol=0, atol=1e-10), name
 
 
 def test_wrong_model_kind_is_refused():

@@ -16,7 +16,7 @@ def _sigmoid(v):
 
 def test_gru_step_matches_spec_equations_by_hand():
     cfg = SMOKE.model.__class__(kind="gru", n_units=4, alpha=1.0, noise_std=0.0)
-    model = GRUNet(cfg, n_in=2, n_out=3, generator=torch.Generator().manual_seed(0)).double()
+    model = GRUNet(cfg, n_in=2, n_out=3, generators=torch.Generator().manual_seed(0)).double()
     with torch.no_grad():  # non-zero biases, so every term of the equations is exercised
         for p in (model.gru.bias_ih_l0, model.gru.bias_hh_l0, model.readout.bias):
             p.copy_(torch.linspace(-0.5, 0.5, p.numel(), dtype=torch.float64))
@@ -39,7 +39,7 @@ def test_gru_step_matches_spec_equations_by_hand():
 
 
 def test_gru_initialisation_is_keras_like():
-    model = GRUNet(profile("paper", "separation").model, generator=torch.Generator().manual_seed(3))
+    model = GRUNet(profile("paper", "separation").model, generators=torch.Generator().manual_seed(3))
     w_hh = model.gru.weight_hh_l0.detach()
     assert torch.allclose(w_hh.T @ w_hh, torch.eye(100), atol=1e-5)  # orthogonal over all gates
     assert model.gru.weight_ih_l0.abs().max() <= np.sqrt(6 / 303)

@@ -17,6 +17,8 @@ from mifd import runs, store, sweep, train
 from mifd.cli import main
 from mifd.config import profile
 
+from conftest import assert_close_records
+
 SMOKE = profile("smoke", "wm")
 # Long enough (≈ 200 × 20 ms) to be killed in the middle, with a checkpoint every 2 epochs.
 SLOW = SMOKE.replace(**{"training.epochs": 200})
@@ -79,42 +81,76 @@ def _wait_for(condition, timeout=120.0):
         time.sleep(0.05)
 
 
-def _checkpoint_epoch(directory) -> int:
+def _checkpoint_epoch(path) -> int:
     try:
-        return torch.load(directory / store.CHECKPOINT, weights_only=True)["epoch"]
+        return torch.load(path, weights_only=True)["epoch"]
     except Exception:  # absent, or being replaced right now
         return -1
 
 
-def test_killed_worker_fails_its_run_only_and_a_rerun_resumes_it(tmp_path):
-    victim, other = sweep.Run(SLOW, 41), sweep.Run(SMOKE, 42)
-    directory = store.run_dir(victim.config, victim.seed, tmp_path)
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+VICTIMS = [sweep.Run(SLOW, 41), sweep.Run(SLOW.replace(**{"training.lambda_mi": 0.0}), 41)]
+
+
+def test_killed_worker_fails_its_cohort_only_and_a_rerun_resumes_it(tmp_path):
+    other = sweep.Run(SMOKE, 42)
+    checkpoint = store.cohort_checkpoint([v.config for v in VICTIMS], [41, 41], tmp_path)
+    directory = store.run_dir(VICTIMS[0].config, 41, tmp_path)
     result = {}
     thread = threading.Thread(target=lambda: result.update(summary=sweep.run_sweep(
-        [victim, other], sweep.ProcessPerRun(2), tmp_path, progress=False)))
+        [*VICTIMS, other], sweep.ProcessPerRun(2), tmp_path, progress=False)))
     thread.start()
-    _wait_for(lambda: _checkpoint_epoch(directory) >= 10)
+    _wait_for(lambda: _checkpoint_epoch(checkpoint) >= 10)
     pid = int(json.loads((directory / sweep.WORKER_FILE).read_text())["pid"])
     os.kill(pid, signal.SIGKILL)
     thread.join()
     summary = result["summary"]
-    assert summary["status"].tolist() == ["failed", "trained"]
+    assert summary["status"].tolist() == ["failed", "failed", "trained"]
     assert "SIGKILL" in summary.loc[0, "reason"]
     assert not store.is_complete(directory)
-    killed_at = _checkpoint_epoch(directory)
+    killed_at = _checkpoint_epoch(checkpoint)
 
-    again = sweep.run_sweep([victim, other], sweep.ProcessPerRun(2), tmp_path, progress=False)
-    assert again["status"].tolist() == ["trained", "stored"]
-    resumed = load(victim, tmp_path)
-    assert resumed.provenance["sittings"] == [0, killed_at]
+    again = sweep.run_sweep([*VICTIMS, other], sweep.ProcessPerRun(2), tmp_path, progress=False)
+    assert again["status"].tolist() == ["trained", "trained", "stored"]
     fresh = tmp_path / "fresh"
-    sweep.run_sweep([victim], sweep.ProcessPerRun(1), fresh, progress=False)
-    assert_same_records(resumed, load(victim, fresh))
+    sweep.run_sweep(VICTIMS, sweep.ProcessPerRun(1), fresh, progress=False)
+    for victim in VICTIMS:
+        resumed = load(victim, tmp_path)
+        assert resumed.provenance["sittings"] == [0, killed_at]
+        assert_same_records(resumed, load(victim, fresh))
+    assert not checkpoint.exists()
+
+
+def test_sigterm_to_the_sweep_ends_its_workers_and_keeps_their_checkpoints(tmp_path):
+    argv = [sys.executable, "-m", "mifd", "sweep", "wm", "--profile", "smoke", "--seeds", "41",
+            "--lambda-mi", "0.1", "0", "--set", "training.epochs=200", "--workers", "1",
+            "--results", str(tmp_path), "--quiet"]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    checkpoint = store.cohort_checkpoint([v.config for v in VICTIMS], [41, 41], tmp_path)
+    worker_file = store.run_dir(VICTIMS[0].config, 41, tmp_path) / sweep.WORKER_FILE
+    _wait_for(lambda: _checkpoint_epoch(checkpoint) >= 4 and worker_file.exists())
+    pid = int(json.loads(worker_file.read_text())["pid"])
+    process.send_signal(signal.SIGTERM)  # to the parent only
+    assert process.wait(timeout=60) == 130
+    _wait_for(lambda: not _alive(pid), timeout=30)
+    stopped_at = _checkpoint_epoch(checkpoint)
+    assert stopped_at >= 4  # the checkpoint is whole and loadable
+    time.sleep(1.0)
+    assert _checkpoint_epoch(checkpoint) == stopped_at  # nobody trains on
+    assert not any(store.is_complete(store.run_dir(v.config, 41, tmp_path)) for v in VICTIMS)
 
 
 def test_interrupted_sweep_completes_only_what_is_missing(reference, tmp_path):
     argv = [sys.executable, "-m", "mifd", "sweep", "wm", "--profile", "smoke", "--seeds", "31",
-            "--lambda-mi", "0.1", "0", "--workers", "1", "--results", str(tmp_path), "--quiet"]
+            "--lambda-mi", "0.1", "0", "--workers", "1", "--cohort-size", "1",
+            "--results", str(tmp_path), "--quiet"]  # two cohorts of one, one after the other
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                start_new_session=True)
     first = store.run_dir(RUNS[0].config, RUNS[0].seed, tmp_path)
@@ -126,8 +162,8 @@ def test_interrupted_sweep_completes_only_what_is_missing(reference, tmp_path):
     finished = subprocess.run(argv, capture_output=True, text=True)
     assert finished.returncode == 0, finished.stderr
     assert "1 stored, 1 trained, 0 failed" in finished.stdout
-    for run in RUNS:
-        assert_same_records(load(run, tmp_path), load(run, reference))
+    for run in RUNS:  # trained in cohorts of one here, together in the reference
+        assert_close_records(load(run, tmp_path), load(run, reference))
 
 
 def test_dask_cluster_gives_the_records_of_local_workers(reference, tmp_path):
@@ -173,6 +209,22 @@ def test_diverging_run_stops_with_a_recorded_failure(tmp_path):
     summary = sweep.run_sweep([sweep.Run(exploding, 1)], root=tmp_path, progress=False,
                               save=False)
     assert summary.loc[0, "status"] == "failed" and "loss became inf" in summary.loc[0, "reason"]
+
+
+def test_cohorts_group_runs_by_shared_settings_within_the_size_and_memory_bound():
+    runs = sweep.grid("wm", ["smoke"], [1, 2, 3], [0.1, 0.0], {"training.epochs": [3, 4]})
+    chunks = sweep.cohorts(runs, size=4)
+    assert sorted(i for chunk in chunks for i in chunk) == list(range(len(runs)))
+    for chunk in chunks:
+        assert len(chunk) <= 4
+        assert len({runs[i].config.cohort_key() for i in chunk}) == 1
+    assert len(chunks) == 4  # epochs 3 and 4 never share a cohort: 6 runs each → 4 + 2
+    per_run = sweep.cohort_bytes_per_run(profile("book", "wm"))
+    assert 100e6 < per_run < 2e9
+    assert [len(c) for c in sweep.cohorts(sweep.grid("wm", ["book"], range(20), [0.1, 0.0]),
+                                          memory_gb=10 * per_run / 2**30)] == [10] * 4
+    separation = sweep.grid("separation", ["smoke"], [1, 2], [0.005, 0.0])
+    assert all(len(c) == 1 for c in sweep.cohorts(separation))
 
 
 def test_device_is_checked_and_plumbed():

@@ -114,6 +114,34 @@ def test_same_seed_same_batch_different_seed_different():
     assert not np.array_equal(a.inputs, c.inputs)
 
 
+def _ramp_by_loop(bits: np.ndarray, slope: float) -> np.ndarray:
+    """SPEC §3.1's ramp written as the plain loop over sequences and steps."""
+    trace = np.zeros(bits.shape)
+    for t in range(1, bits.shape[1]):
+        trace[:, t] = np.clip(trace[:, t - 1] + slope * bits[:, t], -1.0, 1.0)
+    return trace
+
+
+def test_batches_drawn_together_equal_batches_drawn_one_by_one():
+    """The critic phase's n batches in one call, and a cohort's runs computed at once, give
+    the arrays of n calls of one batch, bit for bit."""
+    cfg = WMTaskConfig(n_transient=300, n_learn=600, batch_size=5, onset_prob=1 / 50)
+    rng = np.random.default_rng(3)
+    one_by_one = [tasks.wm_batch(cfg, rng) for _ in range(4)]
+    together = tasks.wm_batch(cfg, np.random.default_rng(3), n_batches=4)
+    runs = [np.random.default_rng(s) for s in (3, 4)]
+    cohort = tasks.wm_from_onsets(cfg, np.concatenate([tasks.wm_onsets(cfg, r, 4) for r in runs]))
+    for name in ("inputs", "targets", "bits", "onsets"):
+        expected = np.concatenate([getattr(b, name) for b in one_by_one])
+        assert getattr(together, name).dtype == expected.dtype
+        assert np.array_equal(getattr(together, name), expected), name
+        assert np.array_equal(getattr(cohort, name)[:20], expected), name
+    alone = tasks.wm_batch(cfg, np.random.default_rng(4), n_batches=4)
+    assert np.array_equal(cohort.targets[20:], alone.targets)
+    ramp = _ramp_by_loop(together.bits, cfg.slope)
+    assert np.array_equal(together.targets, ramp[:, 1:].astype(np.float32))
+
+
 def test_each_call_draws_a_fresh_batch():
     rng = np.random.default_rng(5)
     assert not np.array_equal(tasks.wm_batch(WM, rng).inputs, tasks.wm_batch(WM, rng).inputs)

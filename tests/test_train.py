@@ -7,16 +7,19 @@ import pandas as pd
 import pytest
 import torch
 
-from mifd import analysis, evaluate, runs, store, train
+from mifd import analysis, evaluate, mine, runs, store, train
 from mifd.cli import main
 from mifd.config import profile
+
+from conftest import DEVICE, assert_close_records
 
 SMOKE = profile("smoke", "wm")
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
-    return train.train_wm(SMOKE, 5, root=tmp_path_factory.mktemp("full"), progress=False)
+    return train.train_wm(SMOKE, 5, root=tmp_path_factory.mktemp("full"), progress=False,
+                          device=DEVICE)
 
 
 def test_history_has_one_entry_per_epoch_and_snapshots_at_stride(uninterrupted):
@@ -41,35 +44,39 @@ class _Killed(Exception):
     pass
 
 
-def test_killed_run_resumes_to_the_uninterrupted_history(uninterrupted, tmp_path):
+def test_killed_run_resumes_to_the_uninterrupted_history_on_the_test_device(uninterrupted,
+                                                                           tmp_path):
     def kill_at_3(state):
         if state.epoch == 3:  # between two checkpoints (snapshot_every = 2)
             raise _Killed
 
     with pytest.raises(_Killed):
-        train.train_wm(SMOKE, 5, root=tmp_path, progress=False, on_epoch=kill_at_3)
+        train.train_wm(SMOKE, 5, root=tmp_path, progress=False, on_epoch=kill_at_3,
+                       device=DEVICE)
     directory = store.run_dir(SMOKE, 5, tmp_path)
-    assert not store.is_complete(directory) and (directory / store.CHECKPOINT).exists()
-    resumed = train.train_wm(SMOKE, 5, root=tmp_path, progress=False)
+    checkpoint = store.cohort_checkpoint([SMOKE], [5], tmp_path)
+    assert not store.is_complete(directory) and checkpoint.exists()
+    resumed = train.train_wm(SMOKE, 5, root=tmp_path, progress=False, device=DEVICE)
     for key in train.HISTORY_KEYS:
         assert np.array_equal(resumed.history[key], uninterrupted.history[key]), key
     for name, values in uninterrupted.snapshots.items():
         assert np.array_equal(resumed.snapshots[name], values), name
-    assert not (directory / store.CHECKPOINT).exists()
+    assert not checkpoint.exists() and not checkpoint.parent.exists()
 
 
-def test_stop_after_leaves_checkpoint_and_resume_completes(uninterrupted, tmp_path):
-    assert train.train_wm(SMOKE, 5, root=tmp_path, progress=False, stop_after=1) is None
-    resumed = train.train_wm(SMOKE, 5, root=tmp_path, progress=False)
+def test_stop_after_leaves_checkpoint_and_resume_completes_on_the_test_device(uninterrupted,
+                                                                             tmp_path):
+    assert train.train_wm(SMOKE, 5, root=tmp_path, progress=False, stop_after=1,
+                          device=DEVICE) is None
+    resumed = train.train_wm(SMOKE, 5, root=tmp_path, progress=False, device=DEVICE)
     assert np.array_equal(resumed.history["loss"], uninterrupted.history["loss"])
 
 
 def test_checkpoint_refuses_pickled_objects(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"epoch": 1, "payload": _Killed()}, path)
-    state = train.init_wm(SMOKE, 0)
     with pytest.raises(store.RecordError, match=r"(?i)evil\.pt: not a loadable.*weights"):
-        runs.load_checkpoint(state, path)
+        runs.read_checkpoint(path)
 
 
 def _model_step_after_scrambling_critic(lambda_mi):
@@ -81,7 +88,7 @@ def _model_step_after_scrambling_critic(lambda_mi):
             with torch.no_grad():
                 for p in state.estimator.parameters():
                     p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(9)))
-        train.model_phase_step(state, config)
+        train.model_phase_step(state)
         params.append([p.detach().clone() for p in state.model.parameters()])
     return params
 
@@ -112,6 +119,9 @@ def test_accuracy_follows_spec_rounding():
         (["train", "wm", "--seed", "1", "--profile", "huge"], "--profile"),
         (["train", "wm", "--seed", "1", "--lambda-mi", "-0.5"], "lambda_mi"),
         (["train", "wm", "--seed", "1", "--epochs", "0"], "--epochs"),
+        (["train", "wm", "--seed", "1", "--set", "estimator.precision=float16"], "precision"),
+        (["train", "wm", "--seed", "1", "--set", "training.nothing=1"], "nothing"),
+        (["train", "wm", "--seed", "1", "--set", "training.epochs=3,4"], "one value"),
         (["train", "flipflop", "--seed", "1"], "task"),
         (["book", "--chapter", "99_nothing"], "99_nothing"),
         (["frobnicate"], "frobnicate"),
@@ -127,23 +137,36 @@ def test_cli_rejects_bad_arguments_with_one_line_and_code_2(argv, needle, capsys
     assert not any(tmp_path.rglob("*.json"))
 
 
+def test_cli_refuses_bfloat16_where_not_native(monkeypatch, capsys, tmp_path):
+    import mifd.mine
+
+    monkeypatch.setattr(mifd.mine, "bf16_native", lambda device: False)
+    for command in (["train", "wm", "--seed", "1"], ["sweep", "wm", "--seeds", "1"]):
+        code = main([*command, "--profile", "smoke", "--set", "estimator.precision=bfloat16",
+                     "--results", str(tmp_path)])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1 and "estimator.precision" in err
+    assert not any(tmp_path.iterdir())
+
+
 def test_cli_train_stores_a_record(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "mifd", "train", "wm", "--profile", "smoke", "--seed", "2",
-         "--epochs", "2", "--results", str(tmp_path), "--quiet"],
+         "--epochs", "2", "--set", "training.lr=0.001", "--results", str(tmp_path), "--quiet"],
         capture_output=True, text=True,
     )
     assert result.returncode == 0, result.stderr
     assert "stored" in result.stdout
-    assert len(list(tmp_path.rglob(store.MANIFEST))) == 1
+    manifest, = tmp_path.rglob(store.MANIFEST)
+    assert store.load_record(manifest.parent).config.training.lr == 0.001
 
 
 def test_batched_critic_forward_equals_separate_forwards():
     state = train.init_wm(SMOKE, 4)
     with torch.no_grad():
-        x, _, _ = train._segment(state, SMOKE, x0_normal=True, grad=False, n_batches=3)
+        x, _, _ = train._segment(state, x0_normal=True, grad=False, n_batches=3)
     task = SMOKE.task
-    replay = train.init_wm(SMOKE, 4)
+    replay = train.init_wm(SMOKE, 4).members[0]
     from mifd.tasks import wm_batch
 
     batches = [wm_batch(task, replay.rng) for _ in range(3)]
@@ -152,13 +175,65 @@ def test_batched_critic_forward_equals_separate_forwards():
     noise = torch.randn((3 * b, task.n_transient + task.n_learn, 40), generator=replay.generator)
     for i, batch in enumerate(batches):
         rows = slice(i * b, (i + 1) * b)
-        inputs = torch.from_numpy(batch.inputs)
+        inputs = torch.from_numpy(batch.inputs)[None]
         with torch.no_grad():
-            start = replay.model.run_transient(inputs[:, :task.n_transient], x0[rows],
-                                               noise[rows, :task.n_transient])
-            alone, _ = replay.model(inputs[:, task.n_transient:], start,
-                                    noise[rows, task.n_transient:])
-        torch.testing.assert_close(x[rows], alone, rtol=1e-6, atol=1e-6)
+            start = state.model.run_transient(inputs[:, :, :task.n_transient], x0[None, rows],
+                                              noise[None, rows, :task.n_transient])
+            alone, _ = state.model(inputs[:, :, task.n_transient:], start,
+                                   noise[None, rows, task.n_transient:])
+        torch.testing.assert_close(x[0, rows], alone[0], rtol=1e-6, atol=1e-6)
+
+
+# --- cohorts --------------------------------------------------------------------------------
+
+EVERY_EPOCH = SMOKE.replace(**{"training.snapshot_every": 1})
+COHORT = [(EVERY_EPOCH.replace(**{"training.lambda_mi": lam}), seed)
+          for seed in (7, 8) for lam in (0.1, 0.0)]
+
+
+@pytest.fixture(scope="module")
+def alone(tmp_path_factory):
+    root = tmp_path_factory.mktemp("alone")
+    return [train.train_wm(config, seed, root=root, progress=False, device=DEVICE)
+            for config, seed in COHORT]
+
+
+def test_a_cohort_of_four_equals_the_four_runs_trained_alone_on_the_test_device(alone, tmp_path):
+    configs, seeds = zip(*COHORT)
+    together = train.train_wm_cohort(configs, seeds, root=tmp_path, progress=False,
+                                     device=DEVICE)
+    for record, reference in zip(together, alone):
+        assert record.provenance["cohort_runs"] == 4
+        assert_close_records(record, reference)
+    # and their numbers differ from each other: λ and the seed matter
+    assert not np.allclose(together[0].history["loss"], together[1].history["loss"])
+    assert not np.allclose(together[0].history["loss"], together[2].history["loss"])
+
+
+def test_a_diverging_run_fails_alone_and_the_cohort_goes_on_on_the_test_device(alone, tmp_path):
+    configs, seeds = zip(*COHORT)
+
+    def poison_run_1(state):
+        if state.epoch == 2:
+            with torch.no_grad():
+                state.model.w_rec[1] = float("nan")
+
+    outcomes = train.train_wm_cohort(configs, seeds, root=tmp_path, progress=False,
+                                     on_epoch=poison_run_1, device=DEVICE)
+    failed = outcomes[1]
+    assert isinstance(failed, str) and "loss became nan at epoch 3" in failed
+    directory = store.run_dir(configs[1], seeds[1], tmp_path)
+    assert store.read_failure(directory)["epoch"] == 3 and not store.is_complete(directory)
+    for i in (0, 2, 3):
+        assert_close_records(outcomes[i], alone[i])
+    assert not store.cohort_checkpoint(configs, seeds, tmp_path).exists()
+
+
+def test_runs_of_different_settings_are_refused_as_a_cohort():
+    with pytest.raises(ValueError, match="share every setting"):
+        train.train_wm_cohort([SMOKE, SMOKE.replace(**{"training.lr": 1e-3})], [1, 2])
+    with pytest.raises(ValueError, match="same run twice"):
+        train.train_wm_cohort([SMOKE, SMOKE], [1, 1])
 
 
 def test_chapter_3_trains_missing_smoke_runs_through_papermill(tmp_path):
@@ -170,11 +245,13 @@ def test_chapter_3_trains_missing_smoke_runs_through_papermill(tmp_path):
         str(notebook), str(tmp_path / "out.ipynb"), cwd=str(notebook.parent),
         kernel_name="python3", progress_bar=False,
         parameters={"profile_name": "smoke", "seeds": [1, 2], "eps_seeds": [2, 3],
-                    "results_dir": str(tmp_path), "train_missing": True},
+                    "bf16_seeds": [1], "results_dir": str(tmp_path), "train_missing": True},
     )
-    # both conditions of seeds 1 and 2, and seed 2 again with ε outside the root (seed 3 is
-    # not among the chapter's seeds, so it is not compared)
-    assert len(list(tmp_path.rglob(store.MANIFEST))) == 5
+    # both conditions of seeds 1 and 2, seed 2 again with ε outside the root (seed 3 is not
+    # among the chapter's seeds, so it is not compared), and seed 1 with a bfloat16 critic
+    # where this CPU has native bf16
+    expected = 5 + mine.bf16_native("cpu")
+    assert len(list(tmp_path.rglob(store.MANIFEST))) == expected
 
 
 def test_legacy_bias_restore_runs_every_snapshot_with_the_final_biases(uninterrupted):
