@@ -82,8 +82,8 @@ def _segment(state: CohortState, x0_normal: bool, grad: bool, n_batches: int = 1
     learning = inputs[:, :, task.n_transient:], x_start, noise[:, :, task.n_transient:]
     if not grad:
         with torch.no_grad():
-            x, _ = state.model.run(*learning, reuse_buffers=True)
-        return x, None, targets
+            x, rates = state.model.run(*learning, reuse_buffers=True)
+        return x, rates, targets
     x, z = state.model(*learning)
     return x, z, targets
 
@@ -126,10 +126,10 @@ def critic_phase(state: CohortState, n_steps: int, x0_normal: bool) -> np.ndarra
     nats.
     """
     with torch.no_grad():
-        x, _, _ = _segment(state, x0_normal, grad=False, n_batches=n_steps)
+        _, rates, _ = _segment(state, x0_normal, grad=False, n_batches=n_steps)
     values = []
-    for chunk in x.split(state.config.task.batch_size, dim=1):
-        g1, g2 = split_groups(torch.tanh(chunk))
+    for chunk in rates.split(state.config.task.batch_size, dim=1):
+        g1, g2 = split_groups(chunk)
         values.append(critic_step(state.estimator, state.critic_opt, g1, g2, state.generators,
                                   state.config.estimator))
     return np.array(values).reshape(n_steps, len(state.members))
