@@ -21,7 +21,8 @@ FIELDS = sorted({f"{section}.{f.name}" for base in BASES
                  for f in dataclasses.fields(getattr(base, section))})
 VALUES = st.one_of(
     st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True),
-    st.booleans(), st.none(), st.text(max_size=6), st.sampled_from(["relu", "adam", "gru"]),
+    st.booleans(), st.none(), st.text(max_size=6),
+    st.sampled_from(["relu", "adam", "gru", "float32", "bfloat16", "float16"]),
 )
 
 
@@ -42,11 +43,13 @@ TOKENS = st.one_of(
     st.text(alphabet="0123456789-.,=ae", max_size=6), st.integers(-5, 2000).map(str),
     st.sampled_from(["smoke", "book", "paper", "huge", "cpu", "cuda", "nan", "inf", "1-3",
                      "3-1", "training.epochs=2", "training.epochs=0", "model.kind=gru",
-                     "task.nothing=1", "estimator.lr=x"]),
+                     "task.nothing=1", "estimator.lr=x", "estimator.precision=bfloat16",
+                     "estimator.precision=float16", "training.lambda_mi=0.1,0"]),
 )
 OPTIONS = {
-    "train": ["--profile", "--seed", "--lambda-mi", "--epochs", "--device"],
-    "sweep": ["--profile", "--seeds", "--lambda-mi", "--set", "--workers", "--device"],
+    "train": ["--profile", "--seed", "--lambda-mi", "--epochs", "--set", "--device"],
+    "sweep": ["--profile", "--seeds", "--lambda-mi", "--set", "--workers", "--cohort-size",
+              "--memory-gb", "--device"],
 }
 
 
