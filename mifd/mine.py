@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import EstimatorConfig
-from .models import _per_run
+from .models import per_run_generators
 from .optim import clip_per_tensor_norm, clip_values, make_optimizer
 
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -81,7 +81,7 @@ class StatisticsNetwork(nn.Module):
     def __init__(self, dim_x: int, dim_y: int, cfg: EstimatorConfig,
                  generators: Sequence[torch.Generator | None] | torch.Generator | None = None):
         super().__init__()
-        generators = _per_run(generators)
+        generators = per_run_generators(generators)
         # Per run, the draws go layer by layer, as a lone run's would.
         layers = [[] for _ in range(4)]
         for g in generators:
@@ -379,7 +379,7 @@ class MineEstimator(nn.Module):
              generators: Sequence[torch.Generator] | torch.Generator) -> Draw:
         """Flatten g1, g2 ((R, ..., units) each; every index but the run's and the unit's is a
         sample) into samples and draw subset, π and noise for each run from its generator."""
-        generators = _per_run(generators)
+        generators = per_run_generators(generators)
         runs = g1.shape[0]
         if len(generators) != runs:
             raise ValueError(f"{runs} runs of activity but {len(generators)} generators")

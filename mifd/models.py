@@ -157,8 +157,9 @@ def _run_rows(time_major: torch.Tensor) -> torch.Tensor:
     return time_major.transpose(0, 1).reshape(time_major.shape[1], -1, time_major.shape[-1])
 
 
-def _per_run(generators: Sequence[torch.Generator | None] | torch.Generator | None
-             ) -> list[torch.Generator | None]:
+def per_run_generators(
+        generators: Sequence[torch.Generator | None] | torch.Generator | None,
+) -> list[torch.Generator | None]:
     """One generator per run: a sequence as given, or a single generator (or None) as a
     cohort of one."""
     if generators is None or isinstance(generators, torch.Generator):
@@ -187,7 +188,7 @@ class LeakyRNN(nn.Module):
         super().__init__()
         if cfg.kind != "leaky_rnn":
             raise ValueError(f"LeakyRNN needs ModelConfig.kind 'leaky_rnn', got {cfg.kind!r}")
-        generators = _per_run(generators)
+        generators = per_run_generators(generators)
         n_units = cfg.n_units
         self.n_units, self.n_in, self.n_out = n_units, n_in, n_out
         self.alpha = cfg.alpha
@@ -282,7 +283,7 @@ class GRUNet(nn.Module):
         readout Glorot-uniform, every bias zero. One run only (`generators`: one generator,
         or a sequence of one)."""
         super().__init__()
-        generators = _per_run(generators)
+        generators = per_run_generators(generators)
         if len(generators) != 1:
             raise ValueError(f"GRUNet trains one run at a time, got {len(generators)} generators")
         generator = generators[0]

@@ -59,10 +59,10 @@ def _segment(state: CohortState, x0_normal: bool, grad: bool, n_batches: int = 1
     Each run draws its batches one after another from its own numpy stream, then x0 and the
     noise from its own torch generator; the cohort's batches are computed at once and all
     runs' batches go through the RNNs together (each run's RNN is the same for all of its
-    batches). Returns the learning segment's states x (R, n_batches·B, T, N), targets
-    (R, n_batches·B, T, 2) and, with `grad`, outputs z (R, n_batches·B, T, 2) carrying
-    gradient; without `grad`, z is None and x lives in arrays that the next call without
-    gradient overwrites.
+    batches). Returns the learning segment's states x (R, n_batches·B, T, N), then, with
+    `grad`, the outputs z (R, n_batches·B, T, 2) carrying gradient, without it the rates
+    tanh(x) (R, n_batches·B, T, N) — x and the rates then live in arrays that the next call
+    without gradient overwrites — and last the targets (R, n_batches·B, T, 2).
     """
     task = state.config.task
     device, runs = state.device, len(state.members)
@@ -75,8 +75,8 @@ def _segment(state: CohortState, x0_normal: bool, grad: bool, n_batches: int = 1
     n_units = state.config.model.n_units
     x0 = torch.zeros((runs, n_seq, n_units), device=device)
     noise = _reused(state, (runs, n_seq, inputs.shape[2], n_units))
-    _draw_normal([x0[r] for r in range(runs)] if x0_normal else [], [noise[r] for r in range(runs)],
-                 state.generators)
+    _draw_normal([x0[r] for r in range(runs)] if x0_normal else [],
+                 [noise[r] for r in range(runs)], state.generators)
     x_start = state.model.run_transient(inputs[:, :, :task.n_transient], x0,
                                         noise[:, :, :task.n_transient])
     learning = inputs[:, :, task.n_transient:], x_start, noise[:, :, task.n_transient:]
