@@ -371,10 +371,6 @@ class MineEstimator(nn.Module):
         self.statistics = StatisticsNetwork(dim_x, dim_y, cfg, generators=generators)
         self._workspace = _Workspace()
 
-    @property
-    def runs(self) -> int:
-        return self.statistics.dense_x.weight.shape[0]
-
     def draw(self, g1: torch.Tensor, g2: torch.Tensor,
              generators: Sequence[torch.Generator] | torch.Generator) -> Draw:
         """Flatten g1, g2 ((R, ..., units) each; every index but the run's and the unit's is a
