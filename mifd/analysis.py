@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import wilcoxon
 
 from .config import WMTaskConfig
 from .tasks import OFF_CHANNELS, ON_CHANNELS, WMBatch
@@ -253,20 +252,48 @@ def onset_table(courses: pd.DataFrame, indices: tuple[str, ...],
     return pd.DataFrame(rows).set_index("run")
 
 
-def precedence_test(earlier: np.ndarray, later: np.ndarray) -> dict[str, float]:
-    """Paired one-sided Wilcoxon signed-rank test of earlier < later (e.g. t50 values).
+def increment_lag(values_a: np.ndarray, values_b: np.ndarray, max_lag: int | None = None) -> float:
+    """The lag k (in evaluations) that maximises corr(Δa_t, Δb_{t+k}) over |k| ≤ max_lag.
 
-    Pairs with a NaN are dropped; tied pairs are dropped by the test (Wilcoxon's zero
-    method). Returns n (pairs used), n_earlier / n_later / n_tied, the median difference
-    (earlier − later) and p (NaN when no pair differs).
+    values_a, values_b: (n_evaluations,) courses on the same evenly spaced grid; Δ are their
+    increments. Positive k: b's increments follow a's by k evaluations. max_lag defaults to a
+    quarter of the increments; each lag needs at least 5 overlapping increments. NaN when a
+    course is constant over every overlap.
     """
-    diff = np.asarray(earlier, dtype=float) - np.asarray(later, dtype=float)
-    diff = diff[~np.isnan(diff)]
-    nonzero = diff[diff != 0]
-    p = float(wilcoxon(nonzero, alternative="less").pvalue) if nonzero.size else float("nan")
-    return {"n": int(diff.size), "n_earlier": int((diff < 0).sum()),
-            "n_later": int((diff > 0).sum()), "n_tied": int((diff == 0).sum()),
-            "median difference": float(np.median(diff)) if diff.size else float("nan"), "p": p}
+    da, db = np.diff(np.asarray(values_a, float)), np.diff(np.asarray(values_b, float))
+    n = da.size
+    max_lag = n // 4 if max_lag is None else max_lag
+    best, best_lag = -np.inf, float("nan")
+    for k in sorted(range(-max_lag, max_lag + 1), key=abs):
+        x, y = (da[: n - k], db[k:]) if k >= 0 else (da[-k:], db[: n + k])
+        if x.size < 5 or x.std() == 0 or y.std() == 0:
+            continue
+        r = np.corrcoef(x, y)[0, 1]
+        if r > best + 1e-12:
+            best, best_lag = r, float(k)
+    return best_lag
+
+
+PRECEDENCE_MEASURES = ("t50 of the final value", "t50 of the rise from the start",
+                       "lag of the increments' cross-correlation")
+
+
+def precedence_lags(courses: pd.DataFrame, functional: str, structural: str) -> pd.DataFrame:
+    """How many epochs later the structural index grows than the functional one, per run, by
+    the three measures of PRECEDENCE_MEASURES (positive: structure later; NaN: undefined).
+
+    courses: one row per (run, evaluated epoch) with columns "run", "epoch" and both indices;
+    evaluations evenly spaced in epochs. Returns one row per run, one column per measure.
+    """
+    rows = {}
+    for run, course in courses.sort_values("epoch", kind="stable").groupby("run", sort=False):
+        epochs = course["epoch"].to_numpy()
+        f, s = course[functional].to_numpy(), course[structural].to_numpy()
+        onsets = [onset_time(epochs, s, 0.5, rise) - onset_time(epochs, f, 0.5, rise)
+                  for rise in (False, True)]
+        step = float(np.diff(epochs).min()) if epochs.size > 1 else float("nan")
+        rows[run] = [*onsets, increment_lag(f, s) * step]
+    return pd.DataFrame.from_dict(rows, orient="index", columns=list(PRECEDENCE_MEASURES))
 
 
 # --- separation variants (SPEC §6.1–6.6) ----------------------------------------------------
@@ -305,24 +332,24 @@ def system_strengths(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def mean_abs_correlation_matrix(h: np.ndarray) -> np.ndarray:
-    """The mean over sequences of |corr(h)| over all steps: (B, T, N) → (N, N) (the Q_cor matrix)."""
+    """The mean over sequences of |corr(h)| over all steps: (B, T, N) → (N, N) (the Q_corr matrix)."""
     return np.nanmean(np.abs(per_sequence_correlations(h, h)), axis=0)
 
 
 def separation_indices(w_out: np.ndarray, u_h: np.ndarray, h: np.ndarray,
                        outputs: np.ndarray, washout: int) -> dict[str, float]:
-    """Q_cor, Q_str, D_cor and D_out of a separation network (SPEC §6.3–6.4).
+    """Q_corr, Q_str, D_corr and D_out of a separation network (SPEC §6.3–6.4).
 
     w_out: (6, N) readout weights (torch layout); u_h: (N, N) candidate block; h, outputs:
-    a test batch (B, T, N) and (B, T, 6). D_cor uses t ≥ washout, Q_cor all steps.
+    a test batch (B, T, N) and (B, T, 6). D_corr uses t ≥ washout, Q_corr all steps.
     """
     groups = two_groups(h.shape[-1])
     c_lorenz, c_rossler = system_strengths(output_correlations(h, outputs, washout))
     w = np.abs(w_out).T
     return {
-        "Q_cor": modularity(symmetrised_weights(mean_abs_correlation_matrix(h)), groups)[0],
+        "Q_corr": modularity(symmetrised_weights(mean_abs_correlation_matrix(h)), groups)[0],
         "Q_str": modularity(symmetrised_weights(u_h, negative="abs"), groups)[0],
-        "D_cor": d_index(c_lorenz, c_rossler, groups),
+        "D_corr": d_index(c_lorenz, c_rossler, groups),
         "D_out": d_index(w[:, :3].mean(axis=1), w[:, 3:].mean(axis=1), groups),
     }
 

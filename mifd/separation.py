@@ -34,7 +34,7 @@ from .tasks import held_out_indices, separation_batch
 N_OUTPUTS = 6
 HISTORY_KEYS = (
     "loss", "mse", "mi", "l2", "test_mse", "r2_mean", "r2_min",
-    *(f"r2_{k}" for k in range(N_OUTPUTS)), "Q_cor", "Q_str", "D_cor", "D_out",
+    *(f"r2_{k}" for k in range(N_OUTPUTS)), "Q_corr", "Q_str", "D_corr", "D_out",
 )
 
 

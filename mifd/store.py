@@ -168,12 +168,17 @@ def verify(directory: Path) -> None:
             raise RecordError(f"{path}: checksum differs from {MANIFEST}; the file was changed")
 
 
+# index names of separation records written before both tasks spelled them alike
+LEGACY_NAMES = {"Q_cor": "Q_corr", "D_cor": "D_corr"}
+
+
 def load_record(directory: Path) -> RunRecord:
     """Load a verified record (raises RecordError if incomplete or altered)."""
     directory = Path(directory)
     verify(directory)
     meta = json.loads((directory / "config.json").read_text())
-    history = {k: np.asarray(v) for k, v in json.loads((directory / "history.json").read_text()).items()}
+    history = {LEGACY_NAMES.get(k, k): np.asarray(v)
+               for k, v in json.loads((directory / "history.json").read_text()).items()}
     with np.load(directory / "snapshots.npz") as data:
         snapshots = {k: data[k] for k in data.files if k != "epoch"}
         epochs = data["epoch"]

@@ -99,7 +99,7 @@ def test_onset_time_is_the_first_epoch_reaching_the_fraction():
         analysis.onset_time(epochs, values, 1.5)
 
 
-def test_onset_table_and_precedence_test():
+def test_onset_table_and_precedence_lags():
     epochs = np.arange(0, 125, 25)
     rows = []
     for run in range(6):
@@ -107,12 +107,21 @@ def test_onset_table_and_precedence_test():
         slow = np.minimum(1, epochs / 100)                    # 50 % reached at epoch 50
         rows += [{"run": run, "epoch": e, "Q_corr": f, "Q_str": s}
                  for e, f, s in zip(epochs, fast, slow)]
-    table = analysis.onset_table(pd.DataFrame(rows), ("Q_corr", "Q_str"))
+    courses = pd.DataFrame(rows)
+    table = analysis.onset_table(courses, ("Q_corr", "Q_str"))
     assert table["t50 Q_str"].tolist() == [50.0] * 6
     assert table["t90 Q_str"].tolist() == [100.0] * 6
     assert table["t50 Q_corr"].tolist() == [25.0] * 6
-    test = analysis.precedence_test(table["t50 Q_corr"], table["t50 Q_str"])
-    assert (test["n"], test["n_earlier"], test["n_tied"]) == (6, 6, 0)
-    assert test["p"] == pytest.approx(1 / 2 ** 6)  # exact: all six signs agree
-    tied = analysis.precedence_test(np.array([1.0, np.nan]), np.array([1.0, 2.0]))
-    assert tied["n"] == 1 and tied["n_tied"] == 1 and np.isnan(tied["p"])
+    lags = analysis.precedence_lags(courses, "Q_corr", "Q_str")
+    assert lags.columns.tolist() == list(analysis.PRECEDENCE_MEASURES)
+    assert lags.iloc[:, 0].tolist() == [25.0] * 6 and lags.iloc[:, 1].tolist() == [25.0] * 6
+
+
+def test_increment_lag_finds_a_known_delay():
+    rng = np.random.default_rng(1)
+    steps = rng.normal(size=80)
+    a = np.cumsum(steps)
+    for k in (0, 3, -2):
+        b = np.cumsum(np.roll(steps, k))  # b's increments are a's, k evaluations later
+        assert analysis.increment_lag(a, b, max_lag=6) == k
+    assert np.isnan(analysis.increment_lag(a, np.ones_like(a)))

@@ -84,7 +84,7 @@ def test_separation_indices_of_a_perfectly_split_network():
     u_h = np.kron(np.eye(2), np.ones((3, 3)))
     idx = analysis.separation_indices(w_out, u_h, h, outputs, washout=10)
     assert idx["D_out"] == pytest.approx(1.0) and idx["Q_str"] == pytest.approx(0.5)
-    assert idx["D_cor"] > 0.9 and idx["Q_cor"] > 0.4
+    assert idx["D_corr"] > 0.9 and idx["Q_corr"] > 0.4
     c_l, c_r = analysis.system_strengths(analysis.output_correlations(h, outputs, 10))
     assert (c_l[groups == 0] > c_r[groups == 0]).all() and (c_r[groups == 1] > c_l[groups == 1]).all()
 

@@ -1,0 +1,259 @@
+"""The rules that decide the paper's claims, one function per rule, shared by both tasks.
+
+Every rule returns `Verdict`s: "yes", "no", or "not decidable" when the rule's exact test
+cannot reach p < α with the runs given, whatever the data (a one-sided rank-sum test with
+3 runs against 3 attains at best p = 1/20 = 0.05; a signed-rank test with 4 pairs 1/16).
+Tests are exact permutation tests on (mid)ranks, so ties are handled without normal
+approximations: the rank-sum test enumerates every split of the pooled runs, the
+signed-rank test every sign pattern of the non-zero differences.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from itertools import combinations, product
+from math import comb
+
+import numpy as np
+import pandas as pd
+from scipy.stats import rankdata
+
+ALPHA = 0.05
+EXACT_LIMIT = 2_000_000  # splits / sign patterns enumerated; beyond it a test refuses
+
+
+# --- exact tests --------------------------------------------------------------------------
+
+def min_p_rank_sum(n_a: int, n_b: int) -> float:
+    """The smallest one-sided p-value an exact rank-sum test of n_a vs n_b runs can give."""
+    return 1.0 / comb(n_a + n_b, n_a) if n_a and n_b else 1.0
+
+
+def min_p_signed_rank(n: int) -> float:
+    """The smallest one-sided p-value an exact signed-rank test of n non-zero pairs can give."""
+    return 0.5 ** n
+
+
+def rank_sum_p(a, b, alternative: str = "greater") -> float:
+    """One-sided exact Mann–Whitney (rank-sum) p-value that `a` tends to exceed `b`
+    ("greater") or to fall below it ("less"). a: (n_a,), b: (n_b,); NaN values are dropped.
+    """
+    a, b = _finite(a), _finite(b)
+    if not (a.size and b.size):
+        return float("nan")
+    n = a.size + b.size
+    if comb(n, a.size) > EXACT_LIMIT:
+        raise ValueError(f"an exact rank-sum test of {a.size} vs {b.size} runs enumerates "
+                         f"{comb(n, a.size)} splits (more than {EXACT_LIMIT})")
+    ranks = rankdata(np.concatenate([a, b]))
+    sign = _sign(alternative)
+    observed = sign * ranks[: a.size].sum()
+    splits = np.fromiter((i for c in combinations(range(n), a.size) for i in c), dtype=np.int64)
+    null = sign * ranks[splits.reshape(-1, a.size)].sum(axis=1)
+    return float(np.mean(null >= observed - 1e-9))
+
+
+def signed_rank_p(differences, alternative: str = "greater") -> float:
+    """One-sided exact Wilcoxon signed-rank p-value that the differences are positive
+    ("greater") or negative ("less"). differences: (n,); NaNs and zeros are dropped (Wilcoxon's
+    zero method), so `min_p_signed_rank` of the non-zero count bounds the result.
+    """
+    d = _finite(differences)
+    d = d[d != 0]
+    if not d.size:
+        return float("nan")
+    if 2 ** d.size > EXACT_LIMIT:
+        raise ValueError(f"an exact signed-rank test of {d.size} pairs enumerates "
+                         f"2^{d.size} sign patterns (more than {EXACT_LIMIT})")
+    ranks = rankdata(np.abs(d))
+    sign = _sign(alternative)
+    observed = sign * (ranks * np.sign(d)).sum()
+    signs = np.array(list(product((-1.0, 1.0), repeat=d.size)))
+    null = sign * (signs * ranks).sum(axis=1)
+    return float(np.mean(null >= observed - 1e-9))
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjustment of m p-values (NaN kept as NaN): (m,) → (m,)."""
+    p = np.asarray(p_values, dtype=float)
+    adjusted = np.full_like(p, np.nan)
+    finite = np.flatnonzero(~np.isnan(p))
+    order = finite[np.argsort(p[finite], kind="stable")]
+    m, running = order.size, 0.0
+    for i, k in enumerate(order):
+        running = max(running, min(1.0, (m - i) * p[k]))
+        adjusted[k] = running
+    return adjusted
+
+
+def _finite(values) -> np.ndarray:
+    values = np.asarray(values, dtype=float).ravel()
+    return values[~np.isnan(values)]
+
+
+def _sign(alternative: str) -> float:
+    if alternative not in ("greater", "less"):
+        raise ValueError(f"alternative must be 'greater' or 'less', got {alternative!r}")
+    return 1.0 if alternative == "greater" else -1.0
+
+
+# --- verdicts -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Verdict:
+    """One row of a claims table. p is NaN for a rule without a test."""
+    claim: str
+    rule: str
+    verdict: str  # "yes", "no" or "not decidable"
+    numbers: str
+    p: float = float("nan")
+
+
+def mean_sd(values, digits: int = 3) -> str:
+    """'mean ± sample sd' of the finite values ('mean' alone for one value, '–' for none)."""
+    v = _finite(values)
+    if not v.size:
+        return "–"
+    return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}" if v.size > 1 else f"{v.mean():.{digits}f}"
+
+
+def magnitude(claim: str, name: str, values, threshold: float) -> Verdict:
+    """Yes when the mean of `values` (one per run) exceeds `threshold`."""
+    v = _finite(values)
+    ok = bool(v.size) and v.mean() > threshold
+    return Verdict(claim, f"mean {name} > {threshold:g}", "yes" if ok else "no" if v.size
+                   else "not decidable", f"{name} {mean_sd(v)} ({_runs(v.size)})")
+
+
+def versus_control(claim: str, name: str, mi, control, alternative: str = "greater",
+                   alpha: float = ALPHA) -> Verdict:
+    """Yes when the MI runs' values are higher ("greater") or lower ("less") than the
+    control's: one-sided exact rank-sum test, p < α; not decidable when no outcome could
+    reach α with these run counts."""
+    mi, control = _finite(mi), _finite(control)
+    word = "higher" if alternative == "greater" else "lower"
+    rule = f"{name} {word} than the control (exact one-sided rank-sum p < {alpha:g})"
+    p = rank_sum_p(mi, control, alternative)
+    decidable = min_p_rank_sum(mi.size, control.size) < alpha
+    return Verdict(claim, rule, _word(p < alpha, decidable),
+                   f"{name} {mean_sd(mi)} vs control {mean_sd(control)} "
+                   f"({mi.size} vs {_runs(control.size)}, p = {p:.2g})", p)
+
+
+def positive(claim: str, name: str, values, alpha: float = ALPHA) -> Verdict:
+    """Yes when `values` (one per run) are above zero: exact one-sided signed-rank test."""
+    v = _finite(values)
+    n = int(np.count_nonzero(v))
+    p = signed_rank_p(v, "greater")
+    return Verdict(claim, f"{name} > 0 across runs (exact one-sided signed-rank p < {alpha:g})",
+                   _word(p < alpha, min_p_signed_rank(n) < alpha),
+                   f"{name} {mean_sd(v)} ({_runs(v.size)}, p = {p:.2g})", p)
+
+
+def precedence(claim: str, measures: dict[str, np.ndarray], alpha: float = ALPHA,
+               unit: str = "epochs") -> list[Verdict]:
+    """One row per measure of how much later the structural index grows than the functional
+    one: measures = {description: (n_runs,) lags, positive when structure comes later, NaN
+    where undefined}. Each measure gets an exact one-sided signed-rank test (zero lags, ties
+    on the evaluation grid, are dropped and counted); the verdicts use Holm's adjustment over
+    the measures, so a row is decidable only when m·(smallest attainable p) < α.
+    """
+    m = len(measures)
+    raw = {k: signed_rank_p(v, "greater") for k, v in measures.items()}
+    adjusted = dict(zip(raw, holm(list(raw.values()))))
+    rows = []
+    for description, lags in measures.items():
+        lags = np.asarray(lags, dtype=float)
+        finite = _finite(lags)
+        later, earlier = int((finite > 0).sum()), int((finite < 0).sum())
+        decidable = m * min_p_signed_rank(later + earlier) < alpha
+        median = f"{np.median(finite):+g}" if finite.size else "–"
+        rows.append(Verdict(
+            claim, f"{description}: structural later (exact signed-rank, Holm over {m}, p < {alpha:g})",
+            _word(adjusted[description] < alpha, decidable),
+            f"structural later in {later}, earlier in {earlier}, tied in {finite.size - later - earlier}"
+            f", undefined in {lags.size - finite.size} of {_runs(lags.size)}; median lag {median} {unit}; "
+            f"p = {raw[description]:.2g} (Holm {adjusted[description]:.2g})", adjusted[description]))
+    return rows
+
+
+def table(verdicts) -> pd.DataFrame:
+    """Verdicts as a table: claim, rule, verdict, numbers (one row per Verdict)."""
+    return pd.DataFrame([asdict(v) for v in verdicts]).drop(columns="p")
+
+
+def _runs(n: int) -> str:
+    return f"{n} run" if n == 1 else f"{n} runs"
+
+
+def _word(ok: bool, decidable: bool) -> str:
+    return "not decidable" if not decidable else "yes" if ok else "no"
+
+
+# --- the paper's claims, as both chapters decide them --------------------------------------
+# mi, control: one row per run with the final values (columns named as in the records:
+# "accuracy" or "r2_mean", "mi", "Q_corr", "Q_str", "D_corr", "D_out", …); lags: one row per
+# MI run with analysis.precedence_lags' columns.
+
+FUNCTIONAL_D = 0.5    # mean D_corr above which the groups serve one signal each, mostly
+STRUCTURAL_Q = 0.1    # the authors' differentiation threshold on Q_str
+SUCCESS = {"accuracy": 0.9, "r2_mean": 0.9}
+
+
+def functional_modularity(mi: pd.DataFrame, control: pd.DataFrame, alpha: float = ALPHA) -> list[Verdict]:
+    claim = "clear functional modularity"
+    return [versus_control(claim, "Q_corr", mi["Q_corr"], control["Q_corr"], alpha=alpha),
+            versus_control(claim, "D_corr", mi["D_corr"], control["D_corr"], alpha=alpha),
+            magnitude(claim, "D_corr", mi["D_corr"], FUNCTIONAL_D)]
+
+
+def structural_modularity(mi: pd.DataFrame, control: pd.DataFrame, alpha: float = ALPHA) -> list[Verdict]:
+    claim = "moderate structural modularity"
+    return [versus_control(claim, "Q_str", mi["Q_str"], control["Q_str"], alpha=alpha),
+            magnitude(claim, "Q_str", mi["Q_str"], STRUCTURAL_Q)]
+
+
+def weight_alignment(mi: pd.DataFrame, control: pd.DataFrame, weights=("out", "in"),
+                     alpha: float = ALPHA) -> list[Verdict]:
+    """The paper's claim is that MI minimisation aligns the weights with each unit's function.
+    Alignment alone (unit level: r(d, d_w) > 0) also arises without the MI term, so what the
+    claim needs is more of it than the control: at the unit level (r) and the group level (D_w).
+    """
+    claim = f"{'/'.join(w + 'put' for w in reversed(weights))} weights aligned with function"
+    rows = []
+    for w in weights:
+        r = f"r(d, d_{w})"
+        if r in mi:
+            rows += [positive(claim, r, mi[r], alpha),
+                     versus_control(claim, r, mi[r], control[r], alpha=alpha)]
+        rows.append(versus_control(claim, f"D_{w}", mi[f"D_{w}"], control[f"D_{w}"], alpha=alpha))
+    return rows
+
+
+def functional_first(lags: pd.DataFrame, alpha: float = ALPHA, unit: str = "epochs") -> list[Verdict]:
+    return precedence("functional precedes structural", {c: lags[c].to_numpy() for c in lags},
+                      alpha, unit)
+
+
+def wm_claims(mi: pd.DataFrame, control: pd.DataFrame, lags: pd.DataFrame,
+              alpha: float = ALPHA) -> list[Verdict]:
+    """The working-memory claims of the paper, every rule of this module in order."""
+    return [magnitude("high performance", "accuracy", mi["accuracy"], SUCCESS["accuracy"]),
+            versus_control("MI minimisation lowers Î", "Î", mi["mi"], control["mi"], "less", alpha),
+            *functional_modularity(mi, control, alpha), *structural_modularity(mi, control, alpha),
+            *weight_alignment(mi, control, ("out", "in"), alpha), *functional_first(lags, alpha)]
+
+
+def separation_claims(mi: pd.DataFrame, control: pd.DataFrame, lags: pd.DataFrame,
+                      alpha: float = ALPHA, unit: str = "epochs") -> list[Verdict]:
+    """The separation claims: the same rules as working memory where the claim is the same
+    (there are no input groups, so alignment is about the output weights only), plus whether
+    the detected communities are the two halves (NMI with G1/G2)."""
+    nmi = "NMI (correlations)"
+    return [magnitude("the GRU separates the two signals", "R²", mi["r2_mean"], SUCCESS["r2_mean"]),
+            versus_control("MI minimisation lowers Î", "Î", mi["mi"], control["mi"], "less", alpha),
+            *functional_modularity(mi, control, alpha), *structural_modularity(mi, control, alpha),
+            *weight_alignment(mi, control, ("out",), alpha),
+            versus_control("the detected communities are the two halves", nmi, mi[nmi], control[nmi],
+                           alpha=alpha),
+            magnitude("the detected communities are the two halves", nmi, mi[nmi], 0.5),
+            *functional_first(lags, alpha, unit)]

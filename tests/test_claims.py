@@ -1,0 +1,117 @@
+"""The claim rules on hand-made runs: exact tests, decidability, Holm, verdict wording."""
+from math import comb
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import mannwhitneyu, wilcoxon
+
+from mifd import claims
+
+
+def test_exact_tests_match_scipy_without_ties():
+    rng = np.random.default_rng(0)
+    for n_a, n_b in ((3, 4), (5, 5), (10, 10)):
+        a, b = rng.normal(0.5, 1, n_a), rng.normal(size=n_b)
+        for alternative in ("greater", "less"):
+            expected = mannwhitneyu(a, b, alternative=alternative, method="exact").pvalue
+            assert claims.rank_sum_p(a, b, alternative) == pytest.approx(expected, rel=1e-9)
+    for n in (4, 7, 12):
+        d = rng.normal(0.3, 1, n)
+        expected = wilcoxon(d, alternative="greater", method="exact").pvalue
+        assert claims.signed_rank_p(d) == pytest.approx(expected, rel=1e-9)
+
+
+def test_attainable_minimum_p():
+    assert claims.min_p_rank_sum(3, 3) == 1 / comb(6, 3) == 0.05
+    assert claims.rank_sum_p([4, 5, 6], [1, 2, 3]) == pytest.approx(0.05)  # the best 3 vs 3 can do
+    assert claims.min_p_signed_rank(4) == 1 / 16
+    assert claims.signed_rank_p([1, 2, 3, 4]) == pytest.approx(1 / 16)
+    assert claims.signed_rank_p([0, 0, 1, 2, 3, 4]) == pytest.approx(1 / 16)  # zeros dropped
+
+
+def test_ties_use_midranks_exactly():
+    # all ties: every split has the same rank sum, so p = 1 in both directions
+    assert claims.rank_sum_p([1, 1, 1], [1, 1, 1]) == 1.0
+    # 3 of 5 values tied between the samples: enumerate by hand
+    a, b = np.array([2.0, 2.0, 3.0]), np.array([1.0, 2.0])
+    pooled = np.array([2.0, 2.0, 3.0, 1.0, 2.0])
+    from itertools import combinations
+    from scipy.stats import rankdata
+    ranks = rankdata(pooled)
+    sums = [ranks[list(c)].sum() for c in combinations(range(5), 3)]
+    expected = np.mean(np.array(sums) >= ranks[:3].sum() - 1e-9)
+    assert claims.rank_sum_p(a, b) == pytest.approx(expected)
+
+
+def test_versus_control_verdicts():
+    high, low = np.arange(10, 15.0), np.arange(5.0)
+    assert claims.versus_control("c", "Q", high, low).verdict == "yes"
+    assert claims.versus_control("c", "Q", low, high).verdict == "no"
+    assert claims.versus_control("c", "Î", low, high, "less").verdict == "yes"
+    # 3 vs 3 cannot go below 0.05: not decidable even at perfect separation, not "no"
+    assert claims.versus_control("c", "Q", high[:3], low[:3]).verdict == "not decidable"
+    assert claims.versus_control("c", "Q", high[:4], low[:3]).verdict == "yes"  # 1/35
+    v = claims.versus_control("c", "Q", high, low)
+    assert "p = 0.004" in v.numbers and "5 vs 5 runs" in v.numbers
+
+
+def test_magnitude_and_positive():
+    assert claims.magnitude("c", "Q_str", [0.12, 0.09, 0.11], 0.1).verdict == "yes"
+    assert claims.magnitude("c", "Q_str", [0.08, 0.09, 0.11], 0.1).verdict == "no"
+    assert claims.magnitude("c", "Q_str", [np.nan], 0.1).verdict == "not decidable"
+    assert claims.positive("c", "r", [0.2, 0.3, 0.1, 0.4, 0.5]).verdict == "yes"   # 1/32
+    assert claims.positive("c", "r", [0.2, 0.3, 0.1, 0.4]).verdict == "not decidable"
+    assert claims.positive("c", "r", [0.2, -0.3, 0.1, -0.4, 0.5, -0.6]).verdict == "no"
+
+
+def test_holm():
+    adjusted = claims.holm([0.01, 0.04, np.nan, 0.03])
+    assert adjusted[0] == pytest.approx(0.03)
+    assert adjusted[3] == pytest.approx(0.06) and adjusted[1] == pytest.approx(0.06)
+    assert np.isnan(adjusted[2])
+
+
+def test_precedence_rows_use_holm_and_count_ties():
+    later = np.array([25.0, 50, 25, 75, 25, 50, 0, np.nan])
+    rows = claims.precedence("functional first", {"a": later, "b": later, "c": -later})
+    assert [r.verdict for r in rows] == ["yes", "yes", "no"]
+    assert "later in 6, earlier in 0, tied in 1, undefined in 1 of 8" in rows[0].numbers
+    assert rows[0].p == pytest.approx(3 / 64)  # 1/64 raw, Holm over three measures
+    # five untied runs: 3 × 1/32 ≥ 0.05, so three measures cannot decide
+    few = claims.precedence("f", {"a": later[:5], "b": later[:5], "c": later[:5]})
+    assert {r.verdict for r in few} == {"not decidable"}
+    assert claims.precedence("f", {"a": later[:5]})[0].verdict == "yes"
+
+
+def test_table_and_bad_alternative():
+    t = claims.table([claims.magnitude("c", "x", [1.0], 0.5)])
+    assert t.columns.tolist() == ["claim", "rule", "verdict", "numbers"]
+    with pytest.raises(ValueError, match="alternative"):
+        claims.rank_sum_p([1], [2], "two-sided")
+
+
+def _runs(n, shift, seed):
+    rng = np.random.default_rng(seed)
+    cols = ("accuracy", "r2_mean", "mi", "Q_corr", "Q_str", "D_corr", "D_out", "D_in",
+            "r(d, d_out)", "r(d, d_in)", "NMI (correlations)")
+    return pd.DataFrame({c: rng.uniform(0, 0.2, n) + (0.85 if c in ("accuracy", "r2_mean") else 0)
+                         + (shift if c not in ("accuracy", "r2_mean", "mi") else -shift * (c == "mi"))
+                         for c in cols})
+
+
+def test_task_claims_decide_every_rule_and_can_fail():
+    lags = pd.DataFrame({m: np.full(6, 50.0) for m in ("a", "b", "c")})
+    strong, control = _runs(6, 0.6, 0), _runs(6, 0.0, 1)
+    for rows in (claims.wm_claims(strong, control, lags),
+                 claims.separation_claims(strong, control, lags)):
+        assert {r.verdict for r in rows} == {"yes"}, claims.table(rows)
+    wm = claims.wm_claims(control, control.assign(mi=control["mi"] - 1), -lags)
+    verdicts = claims.table(wm).set_index("rule")["verdict"]
+    tested = [r for r in verdicts.index if "than the control" in r or "structural later" in r]
+    assert len(tested) == 11 and (verdicts[tested] == "no").all()
+    assert {r.claim for r in wm} >= {"high performance", "input/output weights aligned with function"}
+    separation = claims.separation_claims(strong, control, lags)
+    assert "output weights aligned with function" in {r.claim for r in separation}
+    few = claims.wm_claims(strong.head(3), control.head(3), lags.head(3))
+    assert {r.verdict for r in few if "rank-sum" in r.rule or "signed-rank" in r.rule} == {"not decidable"}
