@@ -296,6 +296,52 @@ def precedence_lags(courses: pd.DataFrame, functional: str, structural: str) -> 
     return pd.DataFrame.from_dict(rows, orient="index", columns=list(PRECEDENCE_MEASURES))
 
 
+# --- does a cheaper profile follow the paper profile late in training? (#13 pilot) -------
+
+LATE_START, LATE_WINDOW = 500, 100   # epochs 500–1000, in windows of 100 epochs
+ACCURACY_SLACK = 0.03                # accuracy may sit this far below the paper run's
+
+
+def late_training_check(run: dict, paper_mi: dict, paper_control: dict,
+                        start: int = LATE_START, window: int = LATE_WINDOW) -> pd.DataFrame:
+    """Whether a run with MI minimisation keeps the constraint late in training as the paper
+    profile's run of the same seed does. The rule, fixed before the pilot was looked at:
+
+    - Î held down: in every window of `window` epochs from `start` on, the median Î stays
+      below the midpoint of the paper MI run's and the paper control run's medians over the
+      whole late stretch (closer to the constrained run than to the unconstrained one);
+    - accuracy kept: every window's mean accuracy is at least the paper MI run's lowest
+      window mean minus ACCURACY_SLACK;
+    - functional modularity kept: in every window, the mean Q_corr of the snapshots in it is
+      at least half of the paper MI run's mean over all snapshots from `start` on.
+
+    Each dict: "mi" and "accuracy" per epoch ((E,), entry e is epoch e + 1), "epoch" and
+    "Q_corr" per snapshot ((S,) each). Returns one row per criterion: value, bound, ok.
+    """
+    def windows(values, reduce):
+        values = np.asarray(values, float)
+        return np.array([reduce(values[e:e + window]) for e in range(start, values.size, window)])
+
+    def late_q(course):
+        epochs, q = np.asarray(course["epoch"]), np.asarray(course["Q_corr"], float)
+        return float(np.mean(q[epochs >= start]))
+
+    def q_windows(course):
+        epochs, q = np.asarray(course["epoch"]), np.asarray(course["Q_corr"], float)
+        ends = range(start + window, int(epochs.max()) + 1, window)
+        return np.array([q[(epochs > end - window) & (epochs <= end)].mean() for end in ends])
+
+    mi_bound = 0.5 * (np.median(paper_mi["mi"][start:]) + np.median(paper_control["mi"][start:]))
+    acc_bound = windows(paper_mi["accuracy"], np.mean).min() - ACCURACY_SLACK
+    q_bound = 0.5 * late_q(paper_mi)
+    rows = [("largest window median of Î (nats)", windows(run["mi"], np.median).max(), mi_bound, "≤"),
+            ("smallest window mean of accuracy", windows(run["accuracy"], np.mean).min(), acc_bound, "≥"),
+            ("smallest window mean of Q_corr", q_windows(run).min(), q_bound, "≥")]
+    return pd.DataFrame([{"criterion": name, "value": value, "bound": f"{op} {bound:.3f}",
+                          "ok": bool(value <= bound if op == "≤" else value >= bound)}
+                         for name, value, bound, op in rows])
+
+
 # --- separation variants (SPEC §6.1–6.6) ----------------------------------------------------
 
 def r_squared(targets: np.ndarray, outputs: np.ndarray) -> np.ndarray:

@@ -125,3 +125,17 @@ def test_increment_lag_finds_a_known_delay():
         b = np.cumsum(np.roll(steps, k))  # b's increments are a's, k evaluations later
         assert analysis.increment_lag(a, b, max_lag=6) == k
     assert np.isnan(analysis.increment_lag(a, np.ones_like(a)))
+
+
+def test_late_training_check_passes_a_copy_and_fails_a_drift():
+    rng = np.random.default_rng(0)
+    epochs = np.arange(0, 1001, 25)
+    paper = {"mi": 0.9 + 0.05 * rng.normal(size=1000), "accuracy": 0.95 + 0.005 * rng.normal(size=1000),
+             "epoch": epochs, "Q_corr": np.full(epochs.size, 0.33)}
+    control = {**paper, "mi": 2.3 + 0.05 * rng.normal(size=1000)}
+    same = analysis.late_training_check(paper, paper, control)
+    assert same["ok"].all() and len(same) == 3
+    drift = {**paper, "mi": np.r_[paper["mi"][:800], np.full(200, 2.1)],        # Î escapes late
+             "accuracy": np.r_[paper["accuracy"][:900], np.full(100, 0.89)],  # accuracy falls
+             "Q_corr": np.where(epochs >= 700, 0.05, 0.45)}                   # modularity lost
+    assert not analysis.late_training_check(drift, paper, control)["ok"].any()
