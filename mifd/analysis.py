@@ -298,6 +298,13 @@ def precedence_lags(courses: pd.DataFrame, functional: str, structural: str) -> 
 
 # --- does a cheaper profile follow the paper profile late in training? (#13 pilot) -------
 
+def window_values(values: np.ndarray, window: int, reduce=np.median, start: int = 0) -> np.ndarray:
+    """`reduce` over consecutive windows of `window` entries from index `start` on:
+    (E,) → (ceil((E − start) / window),); a per-epoch history entry e is epoch e + 1."""
+    values = np.asarray(values, float)
+    return np.array([reduce(values[e:e + window]) for e in range(start, values.size, window)])
+
+
 LATE_START, LATE_WINDOW = 500, 100   # epochs 500–1000, in windows of 100 epochs
 ACCURACY_SLACK = 0.03                # accuracy may sit this far below the paper run's
 
@@ -319,8 +326,7 @@ def late_training_check(run: dict, paper_mi: dict, paper_control: dict,
     "Q_corr" per snapshot ((S,) each). Returns one row per criterion: value, bound, ok.
     """
     def windows(values, reduce):
-        values = np.asarray(values, float)
-        return np.array([reduce(values[e:e + window]) for e in range(start, values.size, window)])
+        return window_values(values, window, reduce, start)
 
     def late_q(course):
         epochs, q = np.asarray(course["epoch"]), np.asarray(course["Q_corr"], float)
