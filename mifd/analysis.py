@@ -92,6 +92,26 @@ def condition_summary(finals: pd.DataFrame, threshold: float = SUCCESS_ACCURACY)
     })
 
 
+def sign_errors(outputs: np.ndarray, targets: np.ndarray, n_transient: int) -> pd.DataFrame:
+    """Where a working-memory network holds the wrong bit, over the scored steps of every
+    sequence: one row per bit with the fraction of steps whose output sign differs from the
+    target's (SPEC §3.1's accuracy, complemented) and the longest such stretch in steps.
+
+    outputs, targets: (B, T, 2), the first n_transient steps unscored.
+    """
+    wrong = (outputs[:, n_transient:] > 0) != (np.round((targets[:, n_transient:] + 1) / 2) > 0)
+    rows = []
+    for bit in range(wrong.shape[-1]):
+        longest = 0
+        for sequence in wrong[..., bit]:
+            edges = np.diff(np.r_[0, sequence.astype(np.int8), 0])
+            if edges.any():
+                longest = max(longest, int((np.flatnonzero(edges < 0) - np.flatnonzero(edges > 0)).max()))
+        rows.append({"bit": bit + 1, "wrong fraction": float(wrong[..., bit].mean()),
+                     "longest wrong stretch (steps)": longest})
+    return pd.DataFrame(rows)
+
+
 # --- functional and structural differentiation (SPEC §6.2–6.4) ---------------------------
 
 def two_groups(n_units: int) -> np.ndarray:
@@ -121,6 +141,12 @@ def modularity(adjacency: np.ndarray, groups: np.ndarray) -> tuple[float, float]
     Q = (1/2m) Σ_ij [A_ij − k_i k_j / 2m] δ(g_i, g_j);  Q_max = 1 − (1/2m) Σ_ij k_i k_j/2m δ(g_i, g_j).
     """
     a = np.asarray(adjacency, dtype=float)
+    if a.ndim != 2 or a.shape[0] != a.shape[1] or not np.allclose(a, a.T, rtol=1e-10, atol=1e-12):
+        raise ValueError(f"modularity needs a symmetric square matrix, got shape {a.shape}"
+                         + (" that is not symmetric" if a.ndim == 2 and a.shape[0] == a.shape[1] else "")
+                         + "; symmetrise it first (symmetrised_weights)")
+    if (a < 0).any():
+        raise ValueError("modularity needs nonnegative weights; take magnitudes first (symmetrised_weights)")
     k = a.sum(axis=1)
     two_m = k.sum()
     if two_m <= 0:

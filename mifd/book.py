@@ -8,6 +8,7 @@ serves MathJax from the book's own `_static/` and renders with Jupyter Book 1.x 
 """
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,58 @@ ROOT = Path(__file__).resolve().parent.parent
 def chapters(root: Path = ROOT) -> list[Path]:
     """The chapter notebooks, in file-name order."""
     return sorted((root / "notebooks").glob("*.ipynb"))
+
+
+def parameters_of(notebook: Path) -> dict[str, Any]:
+    """A chapter's parameters and their defaults, {name: value}, from running its cell tagged
+    `parameters` alone (papermill's own inspection skips lines whose comment is not ASCII)."""
+    cells = json.loads(Path(notebook).read_text())["cells"]
+    cell = next(c for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    defaults: dict[str, Any] = {}
+    exec(compile("".join(cell["source"]), str(notebook), "exec"),
+         {"__builtins__": {"list": list, "range": range}}, defaults)
+    return defaults
+
+
+PROFILE_NAMES = ("smoke", "book", "paper")
+# parameters whose default (None) does not say what else they accept, or whose range matters
+_FORMS = {
+    "profile_name": ("one of " + ", ".join(PROFILE_NAMES), lambda v: v in PROFILE_NAMES),
+    "epochs": ("a positive whole number or None",
+               lambda v: v is None or (type(v) is int and v > 0)),
+    "results_dir": ("a folder path (a string) or None", lambda v: v is None or isinstance(v, str)),
+}
+
+
+def _form(default: Any) -> tuple[str, Any]:
+    """(the accepted form in words, a test) for a parameter with this default."""
+    if isinstance(default, bool):
+        return "True or False", lambda v: isinstance(v, bool)
+    if isinstance(default, int):
+        return "a whole number", lambda v: type(v) is int
+    if isinstance(default, float):
+        return "a number", lambda v: type(v) in (int, float)
+    if isinstance(default, str):
+        return "a string (quoted, e.g. '\"text\"')", lambda v: isinstance(v, str)
+    if isinstance(default, list) and default:
+        words, test = _form(default[0])
+        item = words.split(" (")[0].removeprefix("a ")
+        return f"a list of {item}s, e.g. {default[:2]!r}", (
+            lambda v: isinstance(v, list) and all(test(item) for item in v))
+    return f"a {type(default).__name__}", lambda v: isinstance(v, type(default))
+
+
+def check_parameters(notebook: Path, given: dict[str, Any]) -> None:
+    """ValueError (one line naming the chapter, the parameter and the accepted form) when a
+    name is not among the chapter's parameters or a value does not fit its default's type."""
+    chapter, defaults = Path(notebook).stem, parameters_of(notebook)
+    for name, value in given.items():
+        if name not in defaults:
+            raise ValueError(f"chapter {chapter} has no parameter {name!r}; its parameters: "
+                             + ", ".join(defaults))
+        words, test = _FORMS.get(name) or _form(defaults[name])
+        if not test(value):
+            raise ValueError(f"chapter {chapter}: parameter {name} must be {words}, got {value!r}")
 
 
 def mathjax(root: Path = ROOT) -> Path:

@@ -184,6 +184,9 @@ def _book(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.parameter and not args.chapter:
         parser.error("-p needs --chapter: parameters belong to a named chapter")
     parameters = {name: _literal(value) for name, value in args.parameter}
+    for notebook in book.chapters():
+        if notebook.stem in (args.chapter or []):
+            book.check_parameters(notebook, parameters)  # before anything is staged or run
     html = book.build(only=args.chapter, parameters=parameters)
     print(f"The book is at {html / 'index.html'}")
     return 0

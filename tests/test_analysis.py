@@ -139,3 +139,25 @@ def test_late_training_check_passes_a_copy_and_fails_a_drift():
              "accuracy": np.r_[paper["accuracy"][:900], np.full(100, 0.89)],  # accuracy falls
              "Q_corr": np.where(epochs >= 700, 0.05, 0.45)}                   # modularity lost
     assert not analysis.late_training_check(drift, paper, control)["ok"].any()
+
+
+def test_sign_errors_count_wrong_steps_and_the_longest_stretch():
+    targets = np.ones((2, 12, 2))
+    targets[1, :, 1] = -1
+    outputs = np.ones((2, 12, 2))
+    outputs[0, 4:7, 0] = -1      # 3 wrong steps of bit 1 in sequence 0
+    outputs[1, 9, 0] = -1        # 1 more
+    outputs[1, 2:12, 1] = 0.5    # bit 2 of sequence 1 wrong for 10 steps, 8 of them scored
+    table = analysis.sign_errors(outputs, targets, n_transient=4)
+    assert table["wrong fraction"].tolist() == pytest.approx([4 / 16, 8 / 16])
+    assert table["longest wrong stretch (steps)"].tolist() == [3, 8]
+
+
+def test_modularity_refuses_matrices_it_is_not_defined_for():
+    groups = analysis.two_groups(4)
+    with pytest.raises(ValueError, match="not symmetric"):
+        analysis.modularity(np.triu(np.ones((4, 4))), groups)
+    with pytest.raises(ValueError, match="nonnegative"):
+        analysis.modularity(-np.ones((4, 4)), groups)
+    with pytest.raises(ValueError, match="shape"):
+        analysis.modularity(np.ones((4, 3)), groups)

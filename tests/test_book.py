@@ -164,3 +164,36 @@ def test_intro_cross_references_resolve_to_numbered_equations(html_dir):
     intro = (html_dir / "book" / "intro.html").read_text()
     assert re.search(r'href="#equation-eq-objective"', intro)
     assert "Eq. (1)" in intro and "Eq. (3)" in intro
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["-p", "nonexistent", "3"], "chapter 01_tasks has no parameter 'nonexistent'; its parameters: seed"),
+    (["-p", "seed", '"x"'], "chapter 01_tasks: parameter seed must be a whole number, got 'x'"),
+    (["-p", "seed", "1.5"], "parameter seed must be a whole number"),
+])
+def test_book_refuses_bad_chapter_parameters_before_staging(argv, needle, tmp_path, monkeypatch, capsys):
+    from mifd import book
+    from mifd.cli import main
+
+    staged = []
+    monkeypatch.setattr(book, "stage", lambda *a, **k: staged.append(a))
+    assert main(["book", "--chapter", "01_tasks", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1
+    assert not staged
+
+
+def test_chapter_parameter_forms():
+    from mifd import book
+
+    chapter = ROOT / "notebooks" / "04_functional_structural.ipynb"
+    assert "lambda_mi" in book.parameters_of(chapter)  # a non-ASCII comment does not hide it
+    book.check_parameters(chapter, {"lambda_mi": 1, "seeds": [1, 2], "epochs": None,
+                                    "profile_name": "smoke", "train_missing": True})
+    for bad, needle in (({"profile_name": "huge"}, "one of smoke, book, paper"),
+                        ({"seeds": [1, "2"]}, "a list of whole numbers"),
+                        ({"epochs": 0}, "a positive whole number or None"),
+                        ({"train_missing": 1}, "True or False"),
+                        ({"lambda_mi": "0.1"}, "a number")):
+        with pytest.raises(ValueError, match=needle):
+            book.check_parameters(chapter, bad)
