@@ -1,4 +1,4 @@
-"""Command line: `mifd book`, `mifd train` and `mifd sweep`.
+"""Command line: `mifd book`, `mifd train`, `mifd sweep` and `mifd verify`.
 
 Bad arguments print one line and exit with code 2, never a traceback, and never leave a
 half-written result. A run that fails (diverges, or its worker dies) exits with code 1.
@@ -146,6 +146,14 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--dry-run", action="store_true",
                        help="list the runs and whether each is stored; train nothing")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    verify = commands.add_parser(
+        "verify", help="re-train the first epochs of a stored record and compare (exit 1 if "
+        "they differ)")
+    verify.add_argument("path", type=Path, help="a record directory, e.g. "
+                        "results/wm/<config hash>/seed-1001")
+    verify.add_argument("--epochs", type=_positive_int, default=2,
+                        help="epochs to re-train (default: 2)")
     return parser
 
 
@@ -162,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _book(args, parser)
         if args.command == "sweep":
             return _sweep(args)
+        if args.command == "verify":
+            return _verify(args)
         return _train(args)
     except ValueError as error:
         print(f"mifd: error: {error}", file=sys.stderr)
@@ -190,6 +200,16 @@ def _book(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     html = book.build(only=args.chapter, parameters=parameters)
     print(f"The book is at {html / 'index.html'}")
     return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from .verify import report, verify
+
+    if not (args.path / "manifest.json").exists():
+        raise ValueError(f"{args.path} is not a complete record (no manifest.json)")
+    result = verify(args.path, args.epochs)  # a RecordError is a ValueError: one line, exit 2
+    print(report(result))
+    return 0 if result["identical"] else 1
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -36,6 +36,7 @@ from torch import nn
 from .config import EstimatorConfig
 from .models import per_run_generators
 from .optim import clip_per_tensor_norm, clip_values, make_optimizer
+from .store import cpu
 
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -327,13 +328,8 @@ def bf16_native(device: torch.device | str) -> bool:
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            flags = next((line.split(":", 1)[1].split() for line in cpuinfo
-                          if line.startswith("flags")), [])
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    extensions = cpu()["vector_extensions"]
+    return "avx512_bf16" in extensions or "amx_bf16" in extensions
 
 
 def check_precision(cfg: EstimatorConfig, device: torch.device | str) -> None:

@@ -213,6 +213,41 @@ def git_commit(root: Path = ROOT) -> str:
     return commit + ("+dirty" if dirty.strip() else "")
 
 
+VECTOR_EXTENSIONS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def cpu() -> dict[str, Any]:
+    """The processor as /proc/cpuinfo and torch describe it: model name, family/model/stepping
+    (which tell e.g. Zen 3 from Zen 4 where the name says only "AMD EPYC"), the vector
+    extensions that decide torch's kernels, torch's CPU capability and its BLAS libraries."""
+    import re
+
+    import torch
+
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if not line.strip():
+                    break  # the first processor describes them all
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
+    except OSError:
+        pass
+    flags = fields.get("flags", "").split()
+    config = torch.__config__.show()
+    mkl = re.search(r"Math Kernel Library Version (\S+)", config)
+    onednn = re.search(r"MKL-DNN v(\S+)", config)
+    return {
+        "model_name": fields.get("model name", platform.processor() or platform.machine()),
+        "family_model_stepping": "/".join(fields.get(k, "?") for k in ("cpu family", "model", "stepping")),
+        "vector_extensions": [f for f in VECTOR_EXTENSIONS if f in flags],
+        "torch_capability": torch.backends.cpu.get_cpu_capability(),
+        "blas": f"MKL {mkl.group(1)}" if mkl else "unknown",
+        "onednn": onednn.group(1) if onednn else "unknown",
+    }
+
+
 def provenance(extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Versions, commit and machine of this process, plus `extra` (e.g. timing)."""
     import scipy
@@ -229,6 +264,7 @@ def provenance(extra: dict[str, Any] | None = None) -> dict[str, Any]:
         "scipy": scipy.__version__,
         "machine": platform.machine(),
         "processor": platform.processor() or platform.machine(),
+        "cpu": cpu(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         **(extra or {}),

@@ -1,0 +1,37 @@
+"""`mifd verify`: a stored record re-trained for its first epochs, compared value by value."""
+import numpy as np
+import pytest
+
+from mifd import store, train, verify
+from mifd.cli import main
+from mifd.config import profile
+
+SMOKE = profile("smoke", "wm")
+
+
+def test_compare_histories():
+    a = {"loss": np.array([1.0, 2.0, 3.0]), "mi": np.array([np.nan, 0.5, 0.5])}
+    assert verify.compare_histories(a, dict(a), 3)["identical"]
+    b = {"loss": np.array([1.0, 2.0 * (1 + 1e-6), 9.0]), "mi": a["mi"]}
+    result = verify.compare_histories(a, b, 2)  # epoch 3 is not compared
+    assert not result["identical"] and result["first_differing_epoch"] == 2
+    assert result["largest_relative_difference"] == pytest.approx(1e-6, rel=1e-3)
+    assert result["in"] == "loss"
+
+
+def test_a_record_verifies_bit_for_bit_on_the_machine_that_made_it(tmp_path, capsys):
+    record = train.train_wm(SMOKE, 3, root=tmp_path, progress=False)
+    assert record.provenance["cpu"] == store.cpu()
+    result = verify.verify(record.path, epochs=2)
+    assert result["identical"] and result["same_cpu"] is True
+    assert main(["verify", str(record.path), "--epochs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "bit-identical over the first 2 epochs" in out and "this processor is the record's" in out
+
+
+def test_verify_refuses_what_is_not_a_record(tmp_path, capsys):
+    assert main(["verify", str(tmp_path)]) == 2
+    assert "not a complete record" in capsys.readouterr().err
+    record = train.train_wm(SMOKE, 3, root=tmp_path, progress=False)
+    assert main(["verify", str(record.path), "--epochs", "999"]) == 2
+    assert "--epochs must lie in" in capsys.readouterr().err
