@@ -128,3 +128,32 @@ def load_or_estimate(record, compute_missing: bool = False, root: Path | None = 
     target.parent.mkdir(parents=True, exist_ok=True)
     store.atomic_write_bytes(target, (json.dumps(result, indent=1) + "\n").encode())
     return result
+
+
+COLUMNS = {"mi_training": "Î in training (nats)", "mi": "Î post hoc, held out (nats)",
+           "mi_training_part": "Î post hoc, training part (nats)", "spread_g1": "spread G1",
+           "spread_g2": "spread G2", "asymmetry_offset": "asymmetry offset (nats)"}
+
+
+def table(record_sets: dict, training_mi: dict, compute_missing: bool = False,
+          root: Path | None = None) -> tuple["pd.DataFrame", list[str]]:
+    """The post-hoc estimates of groups of records as one table, and the runs without one.
+
+    record_sets: {(condition, profile): [record, …]}; training_mi: {(profile, condition,
+    seed): the training-time Î to show beside}. Returns one row per run with "profile",
+    "condition", "seed" and the COLUMNS, and "profile condition, seed N" of each run
+    whose estimate is not stored (and not computed).
+    """
+    import pandas as pd
+
+    rows, missing = [], []
+    for (condition, profile), records in record_sets.items():
+        for r in records:
+            result = load_or_estimate(r, compute_missing, root)
+            if result is None:
+                missing.append(f"{profile} {condition}, seed {r.seed}")
+                continue
+            values = {**result, "mi_training": training_mi[profile, condition, r.seed]}
+            rows.append({"profile": profile, "condition": condition, "seed": r.seed,
+                         **{label: values[key] for key, label in COLUMNS.items()}})
+    return pd.DataFrame(rows, columns=["profile", "condition", "seed", *COLUMNS.values()]), missing

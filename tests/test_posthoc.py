@@ -46,3 +46,15 @@ def test_estimate_is_stored_once_with_provenance(tmp_path):
     g1, g2 = posthoc.group_activity(record)
     assert g1.shape == (2, SMOKE.task.batch_size * SMOKE.task.n_learn, half) == g2.shape
     assert posthoc.load_or_estimate(record, root=tmp_path) == result  # read, not recomputed
+
+
+def test_separation_activity_is_the_test_set_split_in_halves(tmp_path):
+    from mifd import separation
+
+    config = profile("smoke", "separation")
+    record = separation.train_separation(config, 2, root=tmp_path, progress=False)
+    g1, g2 = posthoc.group_activity(record)
+    half = config.model.n_units // 2
+    assert g1.shape[0] == 2 and g1.shape[-1] == half == g2.shape[-1]
+    result = posthoc.estimate(record, steps=3)
+    assert result["task"] == "separation" and np.isfinite(result["mi"])
