@@ -151,9 +151,23 @@ def table(record_sets: dict, training_mi: dict, compute_missing: bool = False,
         for r in records:
             result = load_or_estimate(r, compute_missing, root)
             if result is None:
-                missing.append(f"{profile} {condition}, seed {r.seed}")
+                missing.append((profile, condition, r.seed))
                 continue
             values = {**result, "mi_training": training_mi[profile, condition, r.seed]}
             rows.append({"profile": profile, "condition": condition, "seed": r.seed,
                          **{label: values[key] for key, label in COLUMNS.items()}})
     return pd.DataFrame(rows, columns=["profile", "condition", "seed", *COLUMNS.values()]), missing
+
+
+def describe_missing(missing: list[tuple[str, str, int]]) -> str:
+    """A sentence naming the runs without a stored estimate, grouped by profile and
+    condition, wrapped at 88 characters."""
+    import textwrap
+
+    groups: dict[tuple[str, str], list[int]] = {}
+    for profile, condition, seed in missing:
+        groups.setdefault((profile, condition), []).append(seed)
+    return textwrap.fill(
+        f"No post-hoc estimate is stored for {len(missing)} runs ("
+        + "; ".join(f"{p} {c}: seeds {', '.join(map(str, sorted(s)))}" for (p, c), s in groups.items())
+        + "); re-run the chapter with train_missing=True to compute them.", 88)

@@ -58,3 +58,10 @@ def test_separation_activity_is_the_test_set_split_in_halves(tmp_path):
     assert g1.shape[0] == 2 and g1.shape[-1] == half == g2.shape[-1]
     result = posthoc.estimate(record, steps=3)
     assert result["task"] == "separation" and np.isfinite(result["mi"])
+
+
+def test_missing_runs_are_described_in_wrapped_lines():
+    text = posthoc.describe_missing([("book", "λ = 0.1", s) for s in range(1002, 1011)]
+                                    + [("paper", "λ = 0 (control)", 1001)])
+    assert "10 runs" in text and "book λ = 0.1: seeds 1002, 1003" in text.replace("\n", " ")
+    assert max(map(len, text.splitlines())) <= 88
