@@ -23,8 +23,7 @@ import torch
 
 from . import evaluate, store
 from .config import EstimatorConfig
-from .mine import MineEstimator, make_critic_optimizer
-from .mine import critic_step
+from .mine import MineEstimator, critic_step, make_critic_optimizer
 from .synthetic import GaussianPair, asymmetric_noise_target, seeds_of
 
 STEPS = 400          # critic steps on the training part
