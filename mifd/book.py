@@ -14,7 +14,12 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from datetime import datetime, timezone
 from typing import Any
+
+import yaml
+
+from . import store
 
 MATHJAX_VERSION = "3.2.2"
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,12 +42,14 @@ def parameters_of(notebook: Path) -> dict[str, Any]:
 
 
 PROFILE_NAMES = ("smoke", "book", "paper")
+_PROFILE = ("one of " + ", ".join(PROFILE_NAMES), lambda v: v in PROFILE_NAMES)
+_FOLDER = ("a folder path (a string) or None", lambda v: v is None or isinstance(v, str))
 # parameters whose default (None) does not say what else they accept, or whose range matters
 _FORMS = {
-    "profile_name": ("one of " + ", ".join(PROFILE_NAMES), lambda v: v in PROFILE_NAMES),
+    "profile_name": _PROFILE, "wm_profile": _PROFILE, "separation_profile": _PROFILE,
     "epochs": ("a positive whole number or None",
                lambda v: v is None or (type(v) is int and v > 0)),
-    "results_dir": ("a folder path (a string) or None", lambda v: v is None or isinstance(v, str)),
+    "results_dir": _FOLDER, "staging_dir": _FOLDER,
 }
 
 
@@ -93,12 +100,23 @@ def mathjax(root: Path = ROOT) -> Path:
     return es5
 
 
+def footer(root: Path = ROOT) -> str:
+    """The line under every page: the commit the book is built from and when."""
+    commit = store.git_commit(root)
+    changes = " with uncommitted changes" if commit.endswith("+dirty") else ""
+    built = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"Built {built} from commit <code>{commit.removesuffix('+dirty')[:12]}</code>{changes}."
+
+
 def stage(root: Path = ROOT) -> Path:
-    """Copy the prose and book configuration into `_build/staging/` (executed chapters kept)."""
+    """Copy the prose and book configuration into `_build/staging/` (executed chapters kept);
+    the staged configuration gains the `footer`."""
     staging = root / "_build" / "staging"
     staging.mkdir(parents=True, exist_ok=True)
-    for name in ("_config.yml", "_toc.yml"):
-        shutil.copy2(root / name, staging / name)
+    shutil.copy2(root / "_toc.yml", staging / "_toc.yml")
+    config = yaml.safe_load((root / "_config.yml").read_text())
+    config.setdefault("html", {})["extra_footer"] = footer(root)
+    (staging / "_config.yml").write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
     shutil.copytree(root / "book", staging / "book", dirs_exist_ok=True)
     # Not `_static/`: Jupyter Book would add every .js file found there as a <script>.
     # Sphinx copies this folder into the HTML's `_static/` (see html_static_path).

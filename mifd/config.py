@@ -437,3 +437,71 @@ def deviation_rows(name: str, task_name: str) -> list[tuple[str, Any, Any]]:
         (dotted, getattr(getattr(paper, dotted.split(".")[0]), dotted.split(".")[1]), value)
         for dotted, value in deviations(name, task_name).items()
     ]
+
+
+# Where each `paper` setting comes from: a file of the authors' repository cncs-fit/mio_rnn
+# (read at commit 59a2f79), or this package where the authors' code has no such setting (then
+# the `paper` value reproduces their behaviour). Keys are `section.field`; a section's entry
+# covers every field of it that has no entry of its own.
+AUTHORS_REPOSITORY = "https://github.com/cncs-fit/mio_rnn"
+MIFD_ONLY = "mifd only: the authors' code has no such switch; this value does what it does"
+_SOURCES: dict[str, dict[str, str]] = {
+    "wm": {
+        "task": "wm/run_once.py (the runner's values)",
+        "task.pulse_length": "wm/run_once.py (wm/tasks.py's class default is 50)",
+        "task.onset_prob": "wm/run_once.py (wm/tasks.py's class default is 1/1000)",
+        "task.slope": "wm/run_once.py (wm/tasks.py's class default is 0.2)",
+        "task.amplitude": "wm/tasks.py",
+        "model": "wm/rnnmodel.py, wm/gp_wm.py",
+        "estimator": "wm/run_once.py, wm/wmtask_train.py",
+        "estimator.eps": "Keras RMSprop default (1e-7), as wm/wmtask_train.py uses it",
+        "training": "wm/run_once.py, wm/wmtask_train.py",
+        "training.lr": "wm/run_once.py (0.0012 is assigned first, then overwritten by 0.002)",
+        "training.rho": "Keras RMSprop default, as wm/wmtask_train.py uses it",
+        "training.eps": "Keras RMSprop default, as wm/wmtask_train.py uses it",
+        "training.rmsprop_eps_inside_sqrt": "Keras ≥ 2.11's RMSprop rule (the authors' TF version is not recorded)",
+        "estimator.noise_inside": "wm/wmtask_train.py's estimator adds the noise itself (the switch is mifd's)",
+        "estimator.noise_asymmetric": "wm/wmtask_train.py's estimator: the shuffled y stays noise-free (the switch is mifd's)",
+    },
+    "separation": {
+        "task": "separation/chaos.py, separation/generate_chaos_dataset.py",
+        "task.pool_size": "separation/gru_training.py (files 1 and 2 of 5000 pairs each)",
+        "task.n_test": "separation/gru_training.py (the first 50 pairs of file 120)",
+        "task.batch_size": "separation/gru_training.py",
+        "task.washout": "separation/gru_training.py",
+        "task.data_seed": "mifd only: the authors generate files from unrecorded seeds",
+        "model": "separation/model.py (Keras GRU defaults)",
+        "model.alpha": "unused by the GRU", "model.noise_std": "unused by the GRU", "model.gain": "unused by the GRU",
+        "estimator.noise_inside": "separation/gru_training.py adds the noise before the estimator (the switch is mifd's)",
+        "estimator.noise_asymmetric": "separation/gru_training.py: both groups noisy (the switch is mifd's)",
+        "estimator": "separation/gru_training.py",
+        "training": "separation/run_multipule_trials.py, separation/gru_training.py",
+        "training.c_reg": "separation/run_multipule_trials.py at HEAD (1e-4 before commit 7ea4429)",
+        "training.c_reg_in": "separation/run_multipule_trials.py at HEAD (1e-4 before commit 7ea4429)",
+        "training.snapshot_every": "mifd (the authors keep every epoch's weights in memory and discard them)",
+        "training.rho": "unused with Adam",
+        "training.rmsprop_eps_inside_sqrt": "unused with Adam",
+    },
+}
+_MIFD_FIELDS = ("estimator.sample_fraction", "estimator.precision")
+
+
+def setting_source(task_name: str, dotted: str) -> str:
+    """Where the `paper` value of setting `section.field` comes from, in words."""
+    if dotted in _MIFD_FIELDS:
+        return MIFD_ONLY
+    sources = _SOURCES[task_name]
+    return sources.get(dotted) or sources[dotted.split(".")[0]]
+
+
+def settings_table(task_name: str, profiles=("paper", "book")) -> list[dict[str, Any]]:
+    """Every setting of a task: one row per `section.field` with its value in each of
+    `profiles` and `setting_source`."""
+    configs = {name: profile(name, task_name).to_dict() for name in profiles}
+    rows = []
+    for section in ("task", "model", "estimator", "training"):
+        for name in configs[profiles[0]][section]:
+            dotted = f"{section}.{name}"
+            rows.append({"setting": dotted, **{p: configs[p][section][name] for p in profiles},
+                         "source": setting_source(task_name, dotted)})
+    return rows

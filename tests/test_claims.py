@@ -115,3 +115,31 @@ def test_task_claims_decide_every_rule_and_can_fail():
     assert "output weights aligned with function" in {r.claim for r in separation}
     few = claims.wm_claims(strong.head(3), control.head(3), lags.head(3))
     assert {r.verdict for r in few if "rank-sum" in r.rule or "signed-rank" in r.rule} == {"not decidable"}
+
+
+def test_summary_words_each_claim_from_its_rules():
+    verdicts = pd.DataFrame({
+        "claim": ["a", "a", "b", "b", "c", "d", "d", "e"],
+        "rule": list("12345678"), "numbers": [""] * 8,
+        "verdict": ["yes", "yes", "yes", "no", "not decidable", "no", "not decidable", "no"]})
+    table = claims.summary(verdicts).set_index("claim")
+    assert table["verdict"].to_dict() == {"a": "yes", "b": "partly", "c": "not decidable",
+                                          "d": "no", "e": "no"}
+    assert table.loc["b", "rules"] == "1 yes, 1 no of 2 rules"
+    assert table.loc["d", "rules"] == "1 no, 1 not decidable of 2 rules"
+
+
+def test_overview_maps_each_task_onto_the_papers_claims():
+    rules = lambda claim, *words: pd.DataFrame(
+        {"claim": claim, "rule": [str(k) for k in range(len(words))], "verdict": list(words), "numbers": ""})
+    wm = pd.concat([rules("high performance", "yes"), rules("input/output weights aligned with function", "yes", "no")])
+    sep = pd.concat([rules("high performance", "no"), rules("output weights aligned with function", "yes"),
+                     rules("the detected communities are the two halves", "yes")])
+    table = claims.overview({"wm": wm, "sep": sep})
+    assert list(table.index) == list(dict.fromkeys(claims.PAPER_CLAIMS.values()))
+    weights = "4. input/output weights aligned with function"
+    assert table.loc[weights, "wm"] == "partly (1 yes, 1 no of 2 rules)"
+    assert table.loc[weights, "sep"] == "yes (1 yes of 1 rule)"
+    assert table.loc["1. high task performance", "sep"] == "no (1 no of 1 rule)"
+    assert table.loc["2. clear functional modularity", "wm"] == "not tested"
+    assert table.loc["2. clear functional modularity", "sep"].startswith("yes")

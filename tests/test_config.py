@@ -90,3 +90,17 @@ def test_unknown_json_field_is_refused():
     data["model"]["extra"] = 1
     with pytest.raises(ValueError, match="extra"):
         RunConfig.from_dict(data)
+
+
+def test_every_setting_names_its_source():
+    from mifd.config import MIFD_ONLY, TASKS, setting_source, settings_table
+
+    for task in TASKS:
+        rows = settings_table(task)
+        assert len(rows) == sum(len(v) for k, v in profile("paper", task).to_dict().items()
+                                if isinstance(v, dict))
+        assert all(row["source"] for row in rows)
+        assert {r["setting"] for r in rows if r["paper"] != r["book"]} == set(deviations("book", task))
+    assert setting_source("wm", "estimator.sample_fraction") == MIFD_ONLY
+    assert setting_source("wm", "task.onset_prob").startswith("wm/run_once.py")
+    assert setting_source("separation", "model.n_units").startswith("separation/model.py")

@@ -1,0 +1,112 @@
+"""What the book costs, from measurements only: how long the last build took to execute each
+chapter (papermill's own timing in the staged notebooks), the machine time behind every
+stored run (its provenance), and the speeds the benchmarks measured (their committed tables).
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from . import store
+
+
+def chapter_times(staged: Path) -> pd.DataFrame:
+    """One row per executed notebook in `staged` (the build's `_build/staging/notebooks/`):
+    "page" (file stem), "executed (UTC)" and "seconds", from papermill's metadata; empty when
+    nothing has been built."""
+    rows = []
+    for path in sorted(Path(staged).glob("*.ipynb")):
+        meta = json.loads(path.read_text()).get("metadata", {}).get("papermill", {})
+        if meta.get("duration") is not None:
+            rows.append({"page": path.stem, "executed (UTC)": str(meta.get("end_time", ""))[:16].replace("T", " "),
+                         "seconds": float(meta["duration"])})
+    return pd.DataFrame(rows, columns=["page", "executed (UTC)", "seconds"])
+
+
+def stored_runs(root: Path | None = None) -> pd.DataFrame:
+    """One row per complete record under `root` (default: the repository's results/): task,
+    profile, config hash, seed, λ, epochs, the cohort's wall-clock seconds, torch threads, runs
+    in its cohort, and "core-hours": the run's share of the cores, train_seconds × threads /
+    cohort runs / 3600 (a cohort's runs train together, so its wall time is shared)."""
+    root = Path(root) if root is not None else store.RESULTS
+    rows = []
+    for provenance in sorted(root.glob("*/*/seed-*/provenance.json")):
+        directory = provenance.parent
+        if not store.is_complete(directory):
+            continue
+        meta = json.loads((directory / "config.json").read_text())
+        prov = json.loads(provenance.read_text())
+        config, cohort = meta["config"], int(prov.get("cohort_runs", 1))
+        threads = int(prov.get("torch_threads", 1))
+        rows.append({
+            "task": config["task_name"], "profile": config["profile"],
+            "config hash": meta["config_hash"], "seed": int(meta["seed"]),
+            "lambda": config["training"]["lambda_mi"], "epochs": config["training"]["epochs"],
+            "train seconds": float(prov["train_seconds"]), "threads": threads, "cohort runs": cohort,
+            "core-hours": float(prov["train_seconds"]) * threads / cohort / 3600,
+            "commit": str(prov.get("git_commit", ""))[:7],
+            "cpu": (prov.get("cpu") or {}).get("model") or prov.get("processor", ""),
+        })
+    return pd.DataFrame(rows)
+
+
+def profile_costs(runs: pd.DataFrame) -> pd.DataFrame:
+    """`stored_runs` summed per task, profile and configuration: runs, epochs, core-hours in
+    all, core-minutes per run and core-seconds per run-epoch (means over the runs)."""
+    grouped = runs.assign(per_epoch=runs["core-hours"] * 3600 / runs["epochs"]).groupby(
+        ["task", "profile", "config hash"], sort=True)
+    return grouped.agg(runs=("seed", "size"), epochs=("epochs", "first"),
+                       core_hours=("core-hours", "sum"),
+                       core_minutes_per_run=("core-hours", lambda h: 60 * h.mean()),
+                       core_seconds_per_run_epoch=("per_epoch", "mean")).reset_index()
+
+
+def retraining(runs: pd.DataFrame, hashes: list[str], n_runs: int) -> float:
+    """Core-hours to retrain `n_runs` runs of the configurations `hashes`, at the mean measured
+    cost per run of those configurations' stored runs (NaN when none is stored)."""
+    return float(runs.loc[runs["config hash"].isin(hashes), "core-hours"].mean() * n_runs)
+
+
+def benchmark_tables(readme: Path) -> dict[str, list[pd.DataFrame]]:
+    """The tables of a benchmarks README, per section: {section title: [table, …]}, each
+    Markdown table read as strings (the scripts print them; the README keeps their output)."""
+    tables: dict[str, list[pd.DataFrame]] = {}
+    section, block = "", []
+
+    def flush():
+        if len(block) >= 3:
+            cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in block]
+            tables.setdefault(section, []).append(pd.DataFrame(cells[2:], columns=cells[0]))
+        block.clear()
+
+    for line in Path(readme).read_text().splitlines():
+        if line.startswith("## "):
+            flush()
+            section = line[3:].strip()
+        elif re.match(r"^\s*\|", line):
+            block.append(line)
+        else:
+            flush()
+    flush()
+    return tables
+
+
+def benchmark_machine(readme: Path, section: str) -> str:
+    """The paragraph of a benchmarks README section that says where its tables were measured
+    (it starts "Run on" or "Same machine"), as one line; "" when the section has none."""
+    lines = Path(readme).read_text().splitlines()
+    start = next((k for k, line in enumerate(lines) if line.startswith("## ") and line[3:].strip() == section), None)
+    if start is None:
+        return ""
+    paragraph: list[str] = []
+    for line in lines[start + 1:]:
+        if line.startswith("## "):
+            break
+        if paragraph and not line.strip():
+            break
+        if paragraph or line.startswith(("Run on", "Same machine")):
+            paragraph.append(line.strip())
+    return " ".join(paragraph).rstrip(":")

@@ -1,0 +1,172 @@
+"""The tables the claim rules read, built from stored records.
+
+Chapters 4 and 5 and the results page call these functions, so a verdict on the results page
+is the chapter's verdict by construction. Records come grouped by condition label
+({label: [RunRecord, …]}, as `sweep.collect` returns them per condition); the first label is
+the condition with MI minimisation, the second its control (the order of
+`sweep.conditions`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from . import analysis, claims, evaluate
+
+WM_INDICES = ("Q_corr", "Q_str", "D_corr", "D_in", "D_out")
+SEPARATION_INDICES = ("Q_corr", "Q_str", "D_corr", "D_out")
+NMI_CORR, NMI_WEIGHTS = "NMI (correlations)", "NMI (U_h weights)"
+
+
+# --- working memory ------------------------------------------------------------------------
+
+def wm_courses(records: dict[str, list], seed: int, legacy_bias_restore: bool = False) -> pd.DataFrame:
+    """Every index at every snapshot of every run (`evaluate.index_courses` on the fresh batch
+    drawn from `seed`), one row per (run, snapshot), with "condition" and "run" columns."""
+    courses = pd.concat([evaluate.index_courses(r, seed, legacy_bias_restore=legacy_bias_restore)
+                         .assign(condition=label)
+                         for label, runs in records.items() for r in runs], ignore_index=True)
+    courses["run"] = courses["condition"] + ", seed " + courses["seed"].astype(str)
+    return courses
+
+
+def wm_finals(courses: pd.DataFrame, records: dict[str, list],
+              differentiation_q: float = claims.STRUCTURAL_Q) -> pd.DataFrame:
+    """One row per run: the indices of its last snapshot, its final accuracy, "mi" (the median
+    Î of its last epochs, `analysis.final_values`), and whether it is successful (accuracy >
+    0.9) and differentiated (successful and final Q_str > `differentiation_q`)."""
+    task = pd.concat([analysis.final_values(runs).assign(condition=label)
+                      for label, runs in records.items()])
+    finals = (courses.loc[courses.groupby("run")["epoch"].idxmax()]
+              .merge(task[["condition", "seed", "accuracy", "mi_recent"]], on=["condition", "seed"])
+              .rename(columns={"mi_recent": "mi"}))
+    finals["success"] = finals["accuracy"] > analysis.SUCCESS_ACCURACY
+    finals["differentiated"] = finals["success"] & (finals["Q_str"] > differentiation_q)
+    return finals.reset_index(drop=True)
+
+
+def weight_differences(parameters: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each unit's preference of its output and input weights for bit 1 over bit 2, (N,) each:
+    d_out = |W_out[i,1]| − |W_out[i,2]| and d_in = Σ|W_in bit 1| − Σ|W_in bit 2|."""
+    w_out = np.abs(parameters["w_out"])
+    bit1, bit2 = analysis.input_strengths(parameters["w_in"])
+    return {"d_out = |W_out[i,1]| − |W_out[i,2]|": w_out[:, 0] - w_out[:, 1],
+            "d_in = Σ|W_in bit 1| − Σ|W_in bit 2|": bit1 - bit2}
+
+
+def weight_alignment(parameters: dict[str, np.ndarray], c: np.ndarray) -> dict[str, float]:
+    """Pearson r of the functional preference d_i (from the (N, 2) target correlations `c`)
+    with each weight difference: {"r(d, d_out)": r, "r(d, d_in)": r}."""
+    d = analysis.correlation_difference(c)
+    return {f"r(d, {name.split(' =')[0]})": analysis.pearson_r(d, diff)
+            for name, diff in weight_differences(parameters).items()}
+
+
+def final_alignment(record, seed: int) -> dict[str, float]:
+    """`weight_alignment` of a working-memory run's final parameters on the fresh batch drawn
+    from `seed`."""
+    parameters = evaluate.final_parameters(record.snapshots)
+    replay = evaluate.replay_wm(record.config, parameters, seed)
+    c = analysis.target_correlations(replay.x, replay.targets, record.config.task.n_transient)
+    return weight_alignment(parameters, c)
+
+
+def wm_alignment(records: dict[str, list], seed: int) -> pd.DataFrame:
+    """One row per run: condition, seed and `final_alignment`'s r columns."""
+    return pd.DataFrame([{"condition": label, "seed": r.seed, **final_alignment(r, seed)}
+                         for label, runs in records.items() for r in runs])
+
+
+def wm_lags(courses: pd.DataFrame, condition: str, pairs=(("Q_corr", "Q_str"),)) -> dict[str, pd.DataFrame]:
+    """`analysis.precedence_lags` of the runs of one condition, per (functional, structural)
+    pair: {"Q_corr → Q_str": table with a row per run ("seed N")}."""
+    runs = courses[courses["condition"] == condition].assign(
+        run=lambda table: "seed " + table["seed"].astype(str))
+    return {f"{f} → {s}": analysis.precedence_lags(runs, f, s) for f, s in pairs}
+
+
+def wm_verdicts(finals: pd.DataFrame, alignment: pd.DataFrame, courses: pd.DataFrame,
+                mi_label: str, control_label: str, seeds=None) -> pd.DataFrame:
+    """The working-memory claims table (`claims.wm_claims`): the runs of condition `mi_label`
+    against those of `control_label`, on the runs of `seeds` (all when None)."""
+    if seeds is not None:
+        finals, courses = (t[t["seed"].isin(list(seeds))] for t in (finals, courses))
+    runs = finals.merge(alignment, on=["condition", "seed"])
+    return claims.table(claims.wm_claims(runs[runs["condition"] == mi_label],
+                                         runs[runs["condition"] == control_label],
+                                         wm_lags(courses, mi_label)["Q_corr → Q_str"]))
+
+
+@dataclass(frozen=True)
+class WMEvidence:
+    """Everything the working-memory claims rest on: `courses` (a row per run and snapshot),
+    `finals` (a row per run), `alignment` (a row per run), `verdicts` (the claims table)."""
+
+    courses: pd.DataFrame
+    finals: pd.DataFrame
+    alignment: pd.DataFrame
+    verdicts: pd.DataFrame
+
+
+def wm_evidence(records: dict[str, list], seed: int, differentiation_q: float = claims.STRUCTURAL_Q,
+                legacy_bias_restore: bool = False) -> WMEvidence:
+    """The working-memory evidence of `records` ({MI label: runs, control label: runs})."""
+    courses = wm_courses(records, seed, legacy_bias_restore)
+    finals = wm_finals(courses, records, differentiation_q)
+    alignment = wm_alignment(records, seed)
+    return WMEvidence(courses, finals, alignment,
+                      wm_verdicts(finals, alignment, courses, *list(records)[:2]))
+
+
+# --- chaotic separation --------------------------------------------------------------------
+
+def separation_nmi(record, replay: evaluate.SeparationReplay) -> dict[str, float]:
+    """How well two detected communities match G1/G2: the normalised mutual information of the
+    groups with the two communities of the sequence-averaged |corr(h)| matrix and of |U_h|."""
+    groups = analysis.two_groups(record.config.model.n_units)
+    u_h = evaluate.stored_model(record.config, evaluate.final_parameters(record.snapshots)
+                                ).recurrent_block("h").detach().numpy()
+    matrices = {NMI_CORR: analysis.symmetrised_weights(analysis.mean_abs_correlation_matrix(replay.h)) / 2,
+                NMI_WEIGHTS: analysis.symmetrised_weights(u_h, negative="abs") / 2}
+    return {name: analysis.normalized_mutual_information(analysis.two_communities(m), groups)
+            for name, m in matrices.items()}
+
+
+def separation_finals(records: dict[str, list], replays: dict | None = None) -> pd.DataFrame:
+    """One row per run: the last epoch's test R² (mean and smallest over outputs), Î and
+    indices from its history, and `separation_nmi` on the test set (`replays`: {(label, seed):
+    SeparationReplay}, computed when missing)."""
+    rows = []
+    for label, runs in records.items():
+        for r in runs:
+            replay = (replays or {}).get((label, r.seed)) or evaluate.replay_separation(
+                r.config, evaluate.final_parameters(r.snapshots))
+            rows.append({"condition": label, "seed": r.seed,
+                         **{k: r.history[k][-1] for k in ("r2_mean", "r2_min", "mi", *SEPARATION_INDICES)},
+                         **separation_nmi(r, replay)})
+    return pd.DataFrame(rows)
+
+
+def separation_courses(runs: list) -> pd.DataFrame:
+    """The indices after every epoch, from the runs' histories: a row per (run, epoch)."""
+    return pd.DataFrame([{"run": f"seed {r.seed}", "epoch": e + 1,
+                          **{name: r.history[name][e] for name in SEPARATION_INDICES}}
+                         for r in runs for e in range(len(r.history["loss"]))])
+
+
+def separation_lags(courses: pd.DataFrame, pairs=(("Q_corr", "Q_str"), ("D_corr", "D_out"))
+                    ) -> dict[str, pd.DataFrame]:
+    """`analysis.precedence_lags` per (functional, structural) pair."""
+    return {f"{f} → {s}": analysis.precedence_lags(courses, f, s) for f, s in pairs}
+
+
+def separation_verdicts(finals: pd.DataFrame, courses: pd.DataFrame, mi_label: str,
+                        control_label: str) -> pd.DataFrame:
+    """The separation claims table (`claims.separation_claims`): the runs of condition
+    `mi_label` against those of `control_label`; `courses` are the MI runs'
+    (`separation_courses`)."""
+    return claims.table(claims.separation_claims(
+        finals[finals["condition"] == mi_label], finals[finals["condition"] == control_label],
+        separation_lags(courses)["Q_corr → Q_str"]))

@@ -1,0 +1,43 @@
+"""The cost page's measurements: stored runs' machine time, chapter times, benchmark tables."""
+import json
+
+import pytest
+
+from mifd import costs, train
+from mifd.config import profile
+
+
+def test_stored_runs_share_a_cohorts_time_among_its_runs(tmp_path):
+    config = profile("smoke", "wm")
+    record = train.train_wm(config, 4, root=tmp_path, progress=False)
+    provenance = record.path / "provenance.json"
+    runs = costs.stored_runs(tmp_path)
+    assert len(runs) == 1 and runs.loc[0, "seed"] == 4 and runs.loc[0, "task"] == "wm"
+    p = json.loads(provenance.read_text())
+    assert runs.loc[0, "core-hours"] == pytest.approx(
+        p["train_seconds"] * p["torch_threads"] / p.get("cohort_runs", 1) / 3600)
+    summary = costs.profile_costs(runs)
+    assert summary.loc[0, "runs"] == 1 and summary.loc[0, "epochs"] == config.training.epochs
+    assert costs.retraining(runs, [runs.loc[0, "config hash"]], 3) == pytest.approx(3 * runs.loc[0, "core-hours"])
+    (record.path / "manifest.json").unlink()          # incomplete: not counted
+    assert costs.stored_runs(tmp_path).empty
+
+
+def test_chapter_times_read_papermills_metadata(tmp_path):
+    meta = {"papermill": {"duration": 12.5, "end_time": "2026-12-03T13:38:15.18+00:00"}}
+    (tmp_path / "01_x.ipynb").write_text(json.dumps({"cells": [], "metadata": meta}))
+    (tmp_path / "02_y.ipynb").write_text(json.dumps({"cells": [], "metadata": {}}))  # never executed
+    table = costs.chapter_times(tmp_path)
+    assert table.to_dict("records") == [{"page": "01_x", "executed (UTC)": "2026-12-03 13:38", "seconds": 12.5}]
+    assert costs.chapter_times(tmp_path / "missing").empty
+
+
+def test_benchmark_tables_are_read_per_section(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# B\n\n## `a.py` — one\n\ntext\n\nRun on a 2-core\nmachine, idle:\n\n| x | y |\n|---|---|\n| 1 | 2 |\n| 3 | 4 |\n\n"
+                      "## `b.py` — two\n| k |\n|---|\n| v |\n")
+    tables = costs.benchmark_tables(readme)
+    assert list(tables) == ["`a.py` — one", "`b.py` — two"]
+    assert tables["`a.py` — one"][0].to_dict("list") == {"x": ["1", "3"], "y": ["2", "4"]}
+    assert costs.benchmark_machine(readme, "`a.py` — one") == "Run on a 2-core machine, idle"
+    assert costs.benchmark_machine(readme, "`b.py` — two") == ""

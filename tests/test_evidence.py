@@ -1,0 +1,70 @@
+"""The evidence tables the claim rules read: hand-made parameters, then smoke runs end to end."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from mifd import analysis, claims, evaluate, evidence, separation, train
+from mifd.config import profile
+
+
+def test_weight_differences_and_alignment_by_hand():
+    w_out = np.array([[1.0, 0.0], [0.0, -2.0], [0.5, 0.5]])
+    w_in = np.zeros((4, 3))
+    (on1, off1), (on2, off2) = analysis.BIT_ROWS
+    w_in[on1], w_in[off2] = [1.0, 0.0, 2.0], [0.0, 3.0, -1.0]
+    d = evidence.weight_differences({"w_out": w_out, "w_in": w_in})
+    np.testing.assert_allclose(list(d.values())[0], [1.0, -2.0, 0.0])
+    np.testing.assert_allclose(list(d.values())[1], [1.0, -3.0, 1.0])
+    c = np.array([[0.9, 0.1], [0.1, -0.8], [0.4, 0.5]])  # d = 0.8, −0.7, −0.1
+    r = evidence.weight_alignment({"w_out": w_out, "w_in": w_in}, c)
+    assert r["r(d, d_out)"] == pytest.approx(np.corrcoef([0.8, -0.7, -0.1], [1, -2, 0])[0, 1])
+    assert set(r) == {"r(d, d_out)", "r(d, d_in)"}
+
+
+@pytest.fixture(scope="module")
+def smoke_records(tmp_path_factory):
+    root = tmp_path_factory.mktemp("records")
+    base = profile("smoke", "wm")
+    return {label: [train.train_wm(base.replace(**{"training.lambda_mi": lam}), seed, root=root,
+                                   progress=False) for seed in (1, 2, 3)]
+            for label, lam in (("MI", 0.1), ("control", 0.0))}
+
+
+def test_wm_evidence_tables_agree_with_the_records(smoke_records):
+    ev = evidence.wm_evidence(smoke_records, seed=0, differentiation_q=-1.0)
+    runs = [r for rs in smoke_records.values() for r in rs]
+    assert len(ev.finals) == len(ev.alignment) == len(runs) == 6
+    assert len(ev.courses) == sum(len(r.snapshot_epochs) for r in runs)
+    record = smoke_records["MI"][1]
+    row = ev.finals[(ev.finals["condition"] == "MI") & (ev.finals["seed"] == record.seed)].iloc[0]
+    assert row["epoch"] == record.snapshot_epochs[-1]
+    assert row["accuracy"] == pytest.approx(record.history["accuracy"][-1])
+    direct = evaluate.final_indices(record, 0)
+    assert row["Q_str"] == pytest.approx(direct["Q_str"]) and row["D_out"] == pytest.approx(direct["D_out"])
+    # with a threshold below every Q_str, differentiated is exactly successful
+    assert (ev.finals["differentiated"] == ev.finals["success"]).all()
+    # the verdicts are the claim rules applied to these tables, MI against control
+    expected = claims.table(claims.wm_claims(
+        ev.finals[ev.finals["condition"] == "MI"].merge(ev.alignment, on=["condition", "seed"]),
+        ev.finals[ev.finals["condition"] == "control"].merge(ev.alignment, on=["condition", "seed"]),
+        evidence.wm_lags(ev.courses, "MI")["Q_corr → Q_str"]))
+    pd.testing.assert_frame_equal(ev.verdicts, expected)
+    one = evidence.wm_verdicts(ev.finals, ev.alignment, ev.courses, "MI", "control", seeds=[2])
+    tested = one[one["rule"].str.contains("exact")]
+    assert len(tested) and (tested["verdict"] == "not decidable").all()  # 1 run against 1
+
+
+def test_separation_finals_carry_nmi_and_the_last_epoch(tmp_path):
+    config = profile("smoke", "separation")
+    records = {label: [separation.train_separation(config.replace(**{"training.lambda_mi": lam}), 2,
+                                                   root=tmp_path, progress=False)]
+               for label, lam in (("MI", 0.005), ("control", 0.0))}
+    finals = evidence.separation_finals(records)
+    assert list(finals["condition"]) == ["MI", "control"]
+    record = records["MI"][0]
+    assert finals.loc[0, "r2_mean"] == pytest.approx(record.history["r2_mean"][-1])
+    assert 0.0 <= finals.loc[0, evidence.NMI_CORR] <= 1.0 and 0.0 <= finals.loc[0, evidence.NMI_WEIGHTS] <= 1.0
+    courses = evidence.separation_courses(records["MI"])
+    assert len(courses) == len(record.history["loss"]) and list(courses["epoch"])[0] == 1
+    table = evidence.separation_verdicts(finals, courses, "MI", "control")
+    assert table.loc[0, "claim"] == "high performance"
