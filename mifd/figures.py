@@ -1,15 +1,67 @@
-"""One function per figure: each takes data and returns a matplotlib Figure; no metrics here."""
+"""One function per figure: each takes data and returns a matplotlib Figure; no metrics here.
+
+Every figure is drawn for the book's text column: at most `COLUMN` inches wide at the nominal
+100 pixels per inch the page shows it at, with fonts sized for that width. In a notebook the
+inline backend renders at twice that resolution ("retina": 200 dpi) and tells the page the
+nominal size, so nothing is shrunk to fit and nothing is blurred.
+"""
 from __future__ import annotations
 
+import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from . import analysis
 from .tasks import OFF_CHANNELS, ON_CHANNELS
 
 SOURCE_LABELS = ("Lorenz x", "Lorenz y", "Lorenz z", "Rössler x", "Rössler y", "Rössler z")
+COLUMN = 7.5  # inches: the widest figure, 750 px at 100 dpi in the book's ≈790 px column
+mpl.rcParams.update({"figure.dpi": 100, "savefig.dpi": 200, "font.size": 9,
+                     "axes.titlesize": 9, "axes.labelsize": 9, "legend.fontsize": 8,
+                     "xtick.labelsize": 8, "ytick.labelsize": 8})
+try:  # in a notebook: PNGs at 2 × the nominal resolution, shown at the nominal size
+    from IPython import get_ipython
+    from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+    if get_ipython() is not None:
+        set_matplotlib_formats("retina")
+except ImportError:  # pragma: no cover - outside Jupyter
+    pass
+
+# One spelling of every index, as the text writes it (mathtext in figures).
+INDEX_LABELS = {
+    "Q_corr": r"$Q_\mathrm{corr}$", "Q_str": r"$Q_\mathrm{str}$", "D_corr": r"$D_\mathrm{corr}$",
+    "D_in": r"$D_\mathrm{in}$", "D_out": r"$D_\mathrm{out}$",
+}
+
+
+def _panel_grid(n: int, columns: int | None, height: float) -> tuple[Figure, np.ndarray]:
+    """n panels in rows of `columns` (at most 3, default min(n, 2)), COLUMN inches wide."""
+    columns = min(columns or min(n, 2), 3, n)
+    rows = -(-n // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(COLUMN, height * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
+def _legend_below(fig: Figure, handles, labels, columns: int = 3) -> None:
+    """One legend for the whole figure, under its panels, so it covers no data."""
+    fig.legend(handles, labels, loc="lower center", ncol=columns, frameon=False,
+               bbox_to_anchor=(0.5, 0.0))
+    rows = -(-len(labels) // columns)
+    fig.tight_layout(rect=(0, min(0.4, (0.06 + 0.2 * rows) / fig.get_figheight()), 1, 1))
+
+
+def _group_handles(n_units: int) -> tuple[list, list[str]]:
+    names = _group_legend_labels(n_units)
+    handles = [Line2D([], [], ls="", marker=m, markerfacecolor="none", markeredgecolor=c)
+               for m, c in (("o", "tab:blue"), ("^", "tab:red"))]
+    return handles, list(names)
 
 
 def wm_task(inputs: np.ndarray, targets: np.ndarray, n_transient: int,
@@ -21,21 +73,21 @@ def wm_task(inputs: np.ndarray, targets: np.ndarray, n_transient: int,
     `n_transient` steps, which are not scored, are shaded.
     """
     steps = np.arange(inputs.shape[0])
-    fig, axes = plt.subplots(4, 1, figsize=(9, 7), sharex=True,
+    fig, axes = plt.subplots(4, 1, figsize=(COLUMN, 6), sharex=True,
                              gridspec_kw={"height_ratios": [1, 1.6, 1, 1.6]})
     for bit in range(2):
         ax_in, ax_out = axes[2 * bit], axes[2 * bit + 1]
         ax_in.plot(steps, inputs[:, ON_CHANNELS[bit]], color="tab:red", label=f"ON{bit + 1}")
-        ax_in.plot(steps, -inputs[:, OFF_CHANNELS[bit]], color="black", label=f"OFF{bit + 1} (drawn negative)")
+        ax_in.plot(steps, -inputs[:, OFF_CHANNELS[bit]], color="black", label=f"OFF{bit + 1}\n(drawn negative)")
         ax_in.set_ylabel("input")
         ax_in.set_ylim(-1.3, 1.3)
-        ax_in.legend(loc="upper right", fontsize="small", ncol=2)
+        ax_in.legend(loc="upper left", bbox_to_anchor=(1.0, 1.05), frameon=False)
         if outputs is not None:
             ax_out.plot(steps, outputs[:, bit], color="tab:blue", label="output")
         ax_out.plot(steps, targets[:, bit], color="tab:orange", ls="--", label="target")
         ax_out.set_ylabel(f"bit {bit + 1}")
         ax_out.set_ylim(-1.3, 1.3)
-        ax_out.legend(loc="upper right", fontsize="small")
+        ax_out.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
         for ax in (ax_in, ax_out):
             ax.axvspan(0, n_transient, color="0.85", zorder=0)
     for ax, letter in zip(axes, "ABCD"):
@@ -48,7 +100,7 @@ def wm_task(inputs: np.ndarray, targets: np.ndarray, n_transient: int,
 
 def attractors(lorenz: np.ndarray, rossler: np.ndarray) -> Figure:
     """Normalised Lorenz and Rössler trajectories (each (T, 3)) as 3-D curves."""
-    fig = plt.figure(figsize=(10, 4.5))
+    fig = plt.figure(figsize=(COLUMN, 3.6))
     for col, (name, traj, color) in enumerate(
         (("Lorenz", lorenz, "tab:blue"), ("Rössler", rossler, "tab:red"))
     ):
@@ -69,19 +121,17 @@ def separation_signals(inputs: np.ndarray, targets: np.ndarray, dt_lorenz: float
     The top axis converts samples to Lorenz and Rössler time units (Δt per sample given).
     """
     samples = np.arange(inputs.shape[0])
-    fig, axes = plt.subplots(3, 3, figsize=(11, 6.5), sharex=True)
+    fig, axes = plt.subplots(3, 3, figsize=(COLUMN, 5.8), sharex=True)
     for var, name in enumerate("xyz"):
         axes[0, var].plot(samples, inputs[:, var], color="tab:purple", lw=0.7)
-        axes[0, var].set_title(f"input {name} = Lorenz {name} + Rössler {name}")
+        axes[0, var].set_title(f"input {name}: Lorenz + Rössler")
         axes[1, var].plot(samples, targets[:, var], color="tab:blue", lw=0.7)
         axes[1, var].set_title(f"target: {SOURCE_LABELS[var]}")
         axes[2, var].plot(samples, targets[:, 3 + var], color="tab:red", lw=0.7)
         axes[2, var].set_title(f"target: {SOURCE_LABELS[3 + var]}")
-        axes[2, var].set_xlabel(
-            f"sample (Lorenz Δt = {dt_lorenz:.3g}, Rössler Δt = {dt_rossler:.3g} time units)",
-            fontsize="small")
-    for row, label in enumerate(("input (a.u., in [0, 2])", "normalised value", "normalised value")):
+    for row, label in enumerate(("input (in [0, 2])", "normalised value", "normalised value")):
         axes[row, 0].set_ylabel(label)
+    fig.supxlabel(f"sample (Lorenz Δt = {dt_lorenz:.3g}, Rössler Δt = {dt_rossler:.3g} time units)")
     fig.tight_layout()
     return fig
 
@@ -97,25 +147,22 @@ def learning_curves(curves: dict[str, dict[str, np.ndarray]], ylabels: dict[str,
 
     curves: {quantity: {condition label: (n_runs, n_points) array}}; ylabels: {quantity: label};
     ylims: optional {quantity: (bottom, top)} display range (None keeps matplotlib's);
-    x: the (n_points,) abscissa (default epochs 1…n_points); columns: panels per row.
+    x: the (n_points,) abscissa (default epochs 1…n_points); columns: panels per row (at most
+    3). One legend under the panels names the conditions.
     """
-    columns = columns or len(curves)
-    rows = -(-len(curves) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.6 * rows), squeeze=False)
-    for ax in axes.flat[len(curves):]:
-        ax.set_visible(False)
+    fig, axes = _panel_grid(len(curves), columns, 2.6)
+    legend = {}
     for ax, (quantity, by_condition) in zip(axes.flat, curves.items()):
         for color, (label, values) in zip(CONDITION_COLORS, by_condition.items()):
             epochs = np.arange(1, values.shape[1] + 1) if x is None else x
             ax.plot(epochs, values.T, color=color, lw=0.5, alpha=0.3)
-            ax.plot(epochs, values.mean(axis=0), color=color, lw=2,
-                    label=f"{label} (mean of {values.shape[0]})")
+            line, = ax.plot(epochs, values.mean(axis=0), color=color, lw=2)
+            legend.setdefault(f"{label}: each run thin, mean of {values.shape[0]} thick", line)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabels[quantity])
         if ylims and quantity in ylims:
             ax.set_ylim(*ylims[quantity])
-        ax.legend(fontsize="small")
-    fig.tight_layout()
+    _legend_below(fig, list(legend.values()), list(legend), columns=1 if len(legend) > 2 else 2)
     return fig
 
 
@@ -126,19 +173,21 @@ def profile_courses(courses: pd.DataFrame, ylabels: dict[str, str]) -> Figure:
     key of `ylabels`; colour = condition, line style = profile (the first solid), one line
     per seed, so courses of different lengths (e.g. 300 and 1000 epochs) share an axis.
     """
-    fig, axes = plt.subplots(1, len(ylabels), figsize=(4.2 * len(ylabels), 3.6), squeeze=False)
+    fig, axes = _panel_grid(len(ylabels), 2, 2.6)
     styles = dict(zip(courses["profile"].unique(), ("-", "--", ":")))
     colors = dict(zip(courses["condition"].unique(), CONDITION_COLORS))
-    for ax, (quantity, ylabel) in zip(axes[0], ylabels.items()):
+    for ax, (quantity, ylabel) in zip(axes.flat, ylabels.items()):
         for (profile, condition, seed), course in courses.groupby(
                 ["profile", "condition", "seed"], sort=False):
             course = course.sort_values("epoch")
             ax.plot(course["epoch"], course[quantity], color=colors[condition],
-                    ls=styles[profile], lw=1.4, label=f"{profile}, {condition}, seed {seed}")
+                    ls=styles[profile], lw=1.2, label=f"{profile}, {condition}, seed {seed}")
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
-    axes[0, -1].legend(fontsize="small")
-    fig.tight_layout()
+    handles = ([Line2D([], [], color=c, lw=1.5) for c in colors.values()]
+               + [Line2D([], [], color="0.3", ls=ls, lw=1.2) for ls in styles.values()])
+    labels = list(colors) + [f"profile {p}" for p in styles]
+    _legend_below(fig, handles, labels, columns=len(labels) if len(labels) <= 4 else 3)
     return fig
 
 
@@ -147,7 +196,7 @@ def mine_training_curves(traces: dict[str, np.ndarray], true_values: dict[str, f
 
     traces: label → (steps,) Î in nats; true_values: label → the known value in nats.
     """
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = plt.subplots(figsize=(COLUMN, 3.8))
     for (label, trace), color in zip(traces.items(), plt.cm.tab10.colors):
         ax.plot(np.arange(len(trace)), trace, color=color, lw=0.8, alpha=0.8, label=label)
         ax.axhline(true_values[label], color=color, ls="--", lw=1.2)
@@ -188,7 +237,7 @@ def mine_sample_size(n_samples: np.ndarray, bias: np.ndarray, std: np.ndarray) -
 
     n_samples, bias, std: one entry per sample size; bias and std in nats.
     """
-    fig, (ax_bias, ax_std) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (ax_bias, ax_std) = plt.subplots(1, 2, figsize=(COLUMN, 3.2))
     ax_bias.errorbar(n_samples, bias, yerr=std, fmt="o-", capsize=3)
     ax_bias.axhline(0, color="0.4", lw=1)
     ax_bias.set_ylabel("bias: mean estimate − true (nats)")
@@ -242,9 +291,9 @@ def correlation_scatter(panels: dict[str, np.ndarray], groups: np.ndarray,
     panels: {condition label: (N, 2) magnitudes or correlations (absolute values are drawn)};
     groups: (N,) 0/1 labels, drawn as circles (G1) and triangles (G2); axis_labels: x and y.
     """
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.4), squeeze=False)
+    fig, axes = _panel_grid(len(panels), None, 3.7)
     names = _group_legend_labels(len(groups))
-    for ax, letter, (label, c) in zip(axes[0], "ABCD", panels.items()):
+    for ax, letter, (label, c) in zip(axes.flat, "ABCD", panels.items()):
         magnitude = np.abs(c)
         for g, (marker, color) in enumerate((("o", "tab:blue"), ("^", "tab:red"))):
             sel = groups == g
@@ -258,28 +307,29 @@ def correlation_scatter(panels: dict[str, np.ndarray], groups: np.ndarray,
         ax.set_ylabel(axis_labels[1])
         ax.set_title(label)
         ax.set_title(letter, loc="left", fontweight="bold")
-        ax.legend(fontsize="small", loc="upper right")
-    fig.tight_layout()
+    _legend_below(fig, *_group_handles(len(groups)), columns=2)
     return fig
 
 
-def _group_boundaries(ax, n_units: int, vertical: bool = True, horizontal: bool = True) -> None:
+def _group_boundaries(ax, n_units: int, vertical: bool = True, horizontal: bool = True,
+                      color: str = "white") -> None:
+    """Lines between G1 and G2 (white on the dark end of viridis, black on a diverging map)."""
     edge = n_units / 2 - 0.5
     if vertical:
-        ax.axvline(edge, color="white", lw=1.5)
+        ax.axvline(edge, color=color, lw=1.2, ls="--")
     if horizontal:
-        ax.axhline(edge, color="white", lw=1.5)
+        ax.axhline(edge, color=color, lw=1.2, ls="--")
 
 
 def correlation_matrices(panels: dict[str, np.ndarray], label: str = "corr(xᵢ, xⱼ)",
                          signed: bool = True) -> Figure:
     """Neuron–neuron correlation matrices (N, N) side by side, group boundary marked;
     `label` names the colour bar, `signed` chooses a [−1, 1] or a [0, 1] scale."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 4.2), squeeze=False)
-    for ax, (title, matrix) in zip(axes[0], panels.items()):
+    fig, axes = _panel_grid(len(panels), None, 3.3)
+    for ax, (title, matrix) in zip(axes.flat, panels.items()):
         image = ax.imshow(matrix, cmap="RdBu_r" if signed else "viridis",
                           vmin=-1 if signed else 0, vmax=1)
-        _group_boundaries(ax, matrix.shape[0])
+        _group_boundaries(ax, matrix.shape[0], color="black" if signed else "white")
         ax.set_title(title)
         ax.set_xlabel("neuron j")
         ax.set_ylabel("neuron i")
@@ -293,25 +343,31 @@ def weight_magnitudes(w_in: np.ndarray, w_rec: np.ndarray, w_out: np.ndarray,
     """|W_in| (4, N) above |W_rec| (N, N), with |W_out| (N, 2) to its right; one colour scale
     per matrix, the group boundary marked."""
     n = w_rec.shape[0]
-    fig = plt.figure(figsize=(7.5, 7.2))
-    grid = fig.add_gridspec(2, 2, width_ratios=[n, 6], height_ratios=[6, n], wspace=0.35,
-                            hspace=0.1)
+    fig = plt.figure(figsize=(6.4, 7.0))
+    grid = fig.add_gridspec(3, 3, width_ratios=[n, 5, 1.2], height_ratios=[7, n, 1.2],
+                            wspace=0.12, hspace=0.12)
     ax_in, ax_rec, ax_out = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[1, 0]), \
         fig.add_subplot(grid[1, 1])
-    for ax, matrix, name in ((ax_in, w_in, "|W_in|"), (ax_rec, w_rec, "|W_rec|"),
-                             (ax_out, w_out, "|W_out|")):
+    bars = {"in": fig.add_subplot(grid[0, 2]), "rec": fig.add_subplot(grid[2, 0]),
+            "out": fig.add_subplot(grid[1, 2])}
+    for ax, matrix, key, name in ((ax_in, w_in, "in", r"$|W_\mathrm{in}|$"),
+                                  (ax_rec, w_rec, "rec", r"$|W_\mathrm{rec}|$"),
+                                  (ax_out, w_out, "out", r"$|W_\mathrm{out}|$")):
         image = ax.imshow(np.abs(matrix), cmap="viridis", aspect="auto")
-        fig.colorbar(image, ax=ax, label=name, shrink=0.9, pad=0.02)
+        fig.colorbar(image, cax=bars[key], label=name,
+                     orientation="horizontal" if key == "rec" else "vertical")
     _group_boundaries(ax_in, n, horizontal=False)
     _group_boundaries(ax_rec, n)
     _group_boundaries(ax_out, n, vertical=False)
     ax_in.set_yticks(range(4), ["ON1", "OFF1", "ON2", "OFF2"])
     ax_in.set_xticks([])
     ax_in.set_title(title)
-    ax_rec.set_xlabel("postsynaptic neuron j")
+    ax_rec.set_xlabel("postsynaptic neuron j", labelpad=2)
     ax_rec.set_ylabel("presynaptic neuron i")
-    ax_out.set_xticks([0, 1], ["bit 1", "bit 2"])
+    ax_out.set_xticks([0, 1], ["1", "2"])
+    ax_out.set_xlabel("bit")
     ax_out.set_yticks([])
+    bars["rec"].set_position(bars["rec"].get_position().translated(0, -0.06))
     return fig
 
 
@@ -321,10 +377,9 @@ def specialisation_scatter(d: np.ndarray, differences: dict[str, np.ndarray],
 
     d: (N,); differences: {axis label: (N,)}; groups: (N,) 0/1 (circles / triangles).
     """
-    fig, axes = plt.subplots(1, len(differences), figsize=(4.6 * len(differences), 4),
-                             squeeze=False)
+    fig, axes = _panel_grid(len(differences), None, 3.3)
     names = _group_legend_labels(len(groups))
-    for ax, (label, values) in zip(axes[0], differences.items()):
+    for ax, (label, values) in zip(axes.flat, differences.items()):
         for g, (marker, color) in enumerate((("o", "tab:blue"), ("^", "tab:red"))):
             sel = groups == g
             ax.scatter(values[sel], d[sel], marker=marker, facecolors="none", edgecolors=color,
@@ -333,10 +388,9 @@ def specialisation_scatter(d: np.ndarray, differences: dict[str, np.ndarray],
         ax.axhline(0, color="0.7", lw=0.8)
         ax.axvline(0, color="0.7", lw=0.8)
         ax.set_xlabel(label)
-        ax.set_ylabel("dᵢ = |c⁽¹⁾ᵢ| − |c⁽²⁾ᵢ|")
-        ax.legend(fontsize="small")
+        ax.set_ylabel(r"$d_i = |c^{(1)}_i| - |c^{(2)}_i|$")
     fig.suptitle(title)
-    fig.tight_layout()
+    _legend_below(fig, *_group_handles(len(groups)), columns=2)
     return fig
 
 
@@ -346,9 +400,8 @@ def block_weight_distributions(panels: dict[str, np.ndarray], groups: np.ndarray
     panels: {condition label: W_rec (N, N), row = presynaptic}; groups: (N,) 0/1. Log y
     shows the tails, where within-group and between-group weights differ.
     """
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 3.8), squeeze=False,
-                             sharey=True)
-    for ax, (label, w_rec) in zip(axes[0], panels.items()):
+    fig, axes = _panel_grid(len(panels), None, 3.0)
+    for ax, (label, w_rec) in zip(axes.flat, panels.items()):
         magnitude = np.abs(w_rec)
         for (pre, post), color in zip(((0, 0), (0, 1), (1, 0), (1, 1)), plt.cm.tab10.colors):
             block = np.sort(magnitude[np.ix_(groups == pre, groups == post)].ravel())
@@ -356,9 +409,9 @@ def block_weight_distributions(panels: dict[str, np.ndarray], groups: np.ndarray
             ax.step(block, survival, where="post", color=color,
                     label=f"G{pre + 1}→G{post + 1} (mean {block.mean():.3f})")
         ax.set_yscale("log")
-        ax.set_xlabel("|W_rec| (weight magnitude)")
+        ax.set_xlabel(r"$|W_\mathrm{rec}|$ (weight magnitude)")
         ax.set_title(label)
-        ax.legend(fontsize="small")
+        ax.legend(loc="lower left")
     axes[0, 0].set_ylabel("fraction of weights ≥ value")
     fig.tight_layout()
     return fig
@@ -373,19 +426,21 @@ def separation_outputs(targets: np.ndarray, outputs: np.ndarray, washout: int,
     """
     steps = steps or targets.shape[0]
     t = np.arange(steps)
-    fig, axes = plt.subplots(3, 2, figsize=(11, 6.5), sharex=True)
+    fig, axes = plt.subplots(3, 2, figsize=(COLUMN, 5.6), sharex=True)
     for k in range(6):
         ax = axes[k % 3, k // 3]
         ax.plot(t, targets[:steps, k], color="0.4", ls="--", lw=1, label="target")
         ax.plot(t, outputs[:steps, k], color="tab:blue" if k < 3 else "tab:red", lw=1,
                 label="output")
         ax.axvspan(0, washout, color="0.9", zorder=0)
-        ax.set_title(SOURCE_LABELS[k], fontsize="small")
+        ax.set_title(SOURCE_LABELS[k])
         ax.set_ylabel("normalised value")
-    axes[0, 0].legend(fontsize="small", loc="upper right")
     for ax in axes[-1]:
         ax.set_xlabel("time step (sample)")
-    fig.tight_layout()
+    handles = [Line2D([], [], color="0.4", ls="--"), Line2D([], [], color="tab:blue"),
+               Line2D([], [], color="tab:red"), Patch(color="0.9")]
+    _legend_below(fig, handles, ["target", "output (Lorenz)", "output (Rössler)",
+                                 "washout (not in the loss)"], columns=4)
     return fig
 
 
@@ -400,7 +455,7 @@ def community_graph(adjacency: np.ndarray, groups: np.ndarray, labels: np.ndarra
     a[a < np.median(upper[upper > 0])] = 0
     graph = nx.from_numpy_array(a)
     position = nx.spring_layout(graph, seed=seed, weight="weight")
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    fig, ax = plt.subplots(figsize=(5.0, 5.0))
     nx.draw_networkx_edges(graph, position, ax=ax, alpha=0.08, width=0.5)
     names = _group_legend_labels(len(groups))
     for g, marker in enumerate("o^"):
@@ -408,30 +463,32 @@ def community_graph(adjacency: np.ndarray, groups: np.ndarray, labels: np.ndarra
         nx.draw_networkx_nodes(graph, position, nodelist=nodes, node_shape=marker, ax=ax,
                                node_size=45, node_color=[("tab:blue", "tab:red")[labels[i]]
                                                          for i in nodes], label=names[g])
-    ax.set_title(title, fontsize="small")
-    ax.legend(fontsize="small", loc="upper right", title="marker: group; colour: community",
-              title_fontsize="x-small")
+    ax.set_title(title)
     ax.set_axis_off()
-    fig.tight_layout()
+    handles, names = _group_handles(len(groups))
+    handles = [Line2D([], [], ls="", marker=h.get_marker(), color="0.3") for h in handles] + [
+        Patch(color="tab:blue"), Patch(color="tab:red")]
+    _legend_below(fig, handles, names + ["detected community 1", "detected community 2"], columns=2)
     return fig
 
 
 def separation_weights(w_out: np.ndarray, u_h: np.ndarray, title: str) -> Figure:
-    """|W_out| (6, N) above |U_h| (N, N, the GRU's candidate recurrent block), group
-    boundary marked."""
+    """|W_out| (6, N) above |U_h| (the GRU's candidate recurrent block, given as torch stores
+    it, post × pre, and drawn pre × post like the working-memory |W_rec|), group boundary
+    marked."""
     n = u_h.shape[0]
-    fig, (ax_out, ax_u) = plt.subplots(2, 1, figsize=(6.5, 8),
+    fig, (ax_out, ax_u) = plt.subplots(2, 1, figsize=(5.6, 7),
                                        gridspec_kw={"height_ratios": [1.2, 6]})
     image = ax_out.imshow(np.abs(w_out), cmap="viridis", aspect="auto")
-    fig.colorbar(image, ax=ax_out, label="|W_out|", pad=0.02)
+    fig.colorbar(image, ax=ax_out, label=r"$|W_\mathrm{out}|$", pad=0.02)
     _group_boundaries(ax_out, n, horizontal=False)
-    ax_out.set_yticks(range(6), SOURCE_LABELS, fontsize="x-small")
+    ax_out.set_yticks(range(6), SOURCE_LABELS)
     ax_out.set_xticks([])
     ax_out.set_title(title)
-    image = ax_u.imshow(np.abs(u_h), cmap="viridis")
-    fig.colorbar(image, ax=ax_u, label="|U_h|", pad=0.02, shrink=0.8)
+    image = ax_u.imshow(np.abs(u_h).T, cmap="viridis")
+    fig.colorbar(image, ax=ax_u, label=r"$|U_h|$", pad=0.02, shrink=0.8)
     _group_boundaries(ax_u, n)
-    ax_u.set_xlabel("presynaptic unit j")
-    ax_u.set_ylabel("postsynaptic unit i")
+    ax_u.set_xlabel("postsynaptic unit j")
+    ax_u.set_ylabel("presynaptic unit i")
     fig.tight_layout()
     return fig

@@ -415,3 +415,44 @@ def run_sweep(runs: list[Run], executor: cf.Executor | None = None, root: Path |
         store.atomic_write_bytes((store.RESULTS if root is None else Path(root)) / "sweeps" / name,
                                  summary.to_csv(index=False).encode())
     return summary
+
+
+def _seed_ranges(seeds: Iterable[int]) -> str:
+    """Seeds as `mifd sweep --seeds` takes them: runs of consecutive seeds as "a-b"."""
+    seeds, parts = sorted(set(seeds)), []
+    for seed in seeds:
+        if parts and seed == parts[-1][1] + 1:
+            parts[-1][1] = seed
+        else:
+            parts.append([seed, seed])
+    return " ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in parts)
+
+
+def command(records: dict[str, list]) -> str:
+    """The `mifd sweep` command that trains these records ({label: [RunRecord, …]}, runs
+    of one task and profile differing in seed and λ), settings beyond the profile as --set."""
+    runs = [r for rs in records.values() for r in rs]
+    config = runs[0].config
+    base_name = config.profile.split("+")[0]
+    base = profile(base_name, config.task_name).to_dict()
+    changes = [f"--set {section}.{name}={value!r}".replace("'", "")
+               for section, fields in config.to_dict().items() if isinstance(fields, dict)
+               for name, value in fields.items()
+               if f"{section}.{name}" not in RunConfig.per_run_fields() and base[section][name] != value]
+    lambdas = sorted({r.config.training.lambda_mi for r in runs}, reverse=True)
+    return " ".join([f"mifd sweep {config.task_name} --profile {base_name}",
+                     f"--seeds {_seed_ranges(r.seed for r in runs)}",
+                     "--lambda-mi " + " ".join(f"{v:g}" for v in lambdas), *changes])
+
+
+def describe(records: dict[str, list]) -> str:
+    """One sentence naming the records ({label: [RunRecord, …]}) for a caption: task, profile,
+    each condition's configuration hash (its folder under results/) and seeds, and the command
+    that trains them."""
+    runs = [r for rs in records.values() for r in rs]
+    config = runs[0].config
+    parts = [f"{label}: {rs[0].config.config_hash()}, seeds {_seed_ranges(r.seed for r in rs).replace(' ', ', ')}"
+             for label, rs in records.items() if rs]
+    task = {"wm": "working memory", "separation": "chaotic separation"}[config.task_name]
+    return (f"Records: {task}, profile {config.profile} ({'; '.join(parts)}), under "
+            f"results/{config.task_name}/; made by {command(records)}.")

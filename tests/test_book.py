@@ -197,3 +197,91 @@ def test_chapter_parameter_forms():
                         ({"lambda_mi": "0.1"}, "a number")):
         with pytest.raises(ValueError, match=needle):
             book.check_parameters(chapter, bad)
+
+
+# --- every page as a reader sees it ---------------------------------------------------------
+
+_READER_SCRIPT = """<script>
+window.addEventListener('load', async () => {
+  try { if (window.MathJax && MathJax.startup) { await MathJax.startup.promise; } } catch (e) {}
+  const main = document.querySelector('main') || document.body;
+  const name = (img) => (img.getAttribute('src') || '').split('/').pop().slice(0, 16);
+  const report = {raw_tex: [], images: [], uncaptioned: [], errors: [], overflow: []};
+  main.querySelectorAll('.math').forEach((m) => {
+    if (!m.querySelector('mjx-container')) report.raw_tex.push(m.textContent.slice(0, 80));
+  });
+  main.querySelectorAll('img').forEach((img) => {
+    const drawn = parseFloat(img.getAttribute('width')) || img.naturalWidth;
+    if (!img.complete || img.naturalWidth === 0) report.images.push('not loaded: ' + name(img));
+    else if (img.clientWidth < 0.8 * drawn)
+      report.images.push(name(img) + ' shown at ' + img.clientWidth + ' of ' + drawn + ' px');
+    const figure = img.closest('figure');
+    if (img.closest('.cell_output') && !(figure && figure.querySelector('figcaption')))
+      report.uncaptioned.push(name(img));
+  });
+  main.querySelectorAll('.output.stderr, .output.traceback, .output.error').forEach(
+    (e) => report.errors.push(e.textContent.slice(0, 120)));
+  if (main.textContent.includes('Traceback (most recent call last)')) report.errors.push('a traceback');
+  main.querySelectorAll('.cell_output pre, .cell_output table, figure, p').forEach((e) => {
+    if (e.clientWidth === 0) return;  // not displayed (a collapsed input)
+    const box = e.tagName === 'TABLE' ? e.parentElement : e;
+    if (e.scrollWidth > box.clientWidth + 2)
+      report.overflow.push(e.tagName + ': ' + e.textContent.trim().slice(0, 60));
+  });
+  const out = document.createElement('pre');
+  out.id = 'mifd-reader-report';
+  out.textContent = JSON.stringify(report);
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+class _ReaderHandler(_QuietHandler):
+    """Serves the book; a page requested with `?read` gets the reader's checks appended."""
+
+    def do_GET(self):
+        path, _, query = self.path.partition("?")
+        if query != "read" or not path.endswith(".html"):
+            return super().do_GET()
+        page = Path(self.directory) / unquote(path.lstrip("/"))
+        body = page.read_text().replace("</body>", _READER_SCRIPT + "</body>").encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture(scope="session")
+def reader(html_dir):
+    handler = functools.partial(_ReaderHandler, directory=str(html_dir))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def _toc_pages() -> list[str]:
+    import yaml
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    return [f"{toc['root']}.html"] + [f"{entry['file']}.html" for entry in toc["chapters"]]
+
+
+@pytest.mark.parametrize("page", _toc_pages())
+def test_every_page_reads_cleanly(reader, chromium, page):
+    """No raw TeX, no missing or shrunken image (shown at ≥ 80 % of its drawn width), every
+    output figure captioned, no traceback or stderr, no text cut at the column edge."""
+    import json
+
+    window = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000"]
+    with tempfile.TemporaryDirectory() as profile:
+        dom = subprocess.run(
+            [*window, f"--user-data-dir={profile}", "--virtual-time-budget=20000", "--dump-dom",
+             f"{reader}/{page}?read"], capture_output=True, text=True, timeout=180).stdout
+    found = re.search(r'<pre id="mifd-reader-report">(.*?)</pre>', dom, re.S)
+    assert found, f"{page}: the reader's checks did not run"
+    report = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&")
+                        .replace("&lt;", "<").replace("&gt;", ">"))
+    problems = {k: v for k, v in report.items() if v}
+    assert not problems, f"{page}: {problems}"

@@ -247,3 +247,15 @@ def test_cli_refuses_cuda_without_a_gpu(command, capsys, tmp_path):
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "CUDA" in err
     assert not any(tmp_path.iterdir())
+
+
+def test_describe_names_hashes_seeds_and_the_command_that_makes_them(tmp_path):
+    base = profile("smoke", "wm").replace(**{"training.epochs": 3})
+    records = {label: [train.train_wm(base.replace(**{"training.lambda_mi": lam}), seed, root=tmp_path,
+                                progress=False) for seed in (1, 2, 4)]
+               for label, lam in (("MI", 0.1), ("control", 0.0))}
+    text = sweep.describe(records)
+    assert records["MI"][0].config.config_hash() in text and records["control"][0].config.config_hash() in text
+    assert "seeds 1-2, 4" in text and "profile smoke+custom" in text
+    assert sweep.command(records) == (
+        "mifd sweep wm --profile smoke --seeds 1-2 4 --lambda-mi 0.1 0 --set training.epochs=3")
