@@ -201,7 +201,7 @@ def mine_training_curves(traces: dict[str, np.ndarray], true_values: dict[str, f
         ax.plot(np.arange(len(trace)), trace, color=color, lw=0.8, alpha=0.8, label=label)
         ax.axhline(true_values[label], color=color, ls="--", lw=1.2)
     ax.set_xlabel("training step (critic updates)")
-    ax.set_ylabel("estimate Î (nats)")
+    ax.set_ylabel(r"estimate $\hat I$ (nats)")
     ax.set_title("MINE estimate during training; dashed: true mutual information")
     ax.legend(fontsize="small", ncol=2)
     fig.tight_layout()
@@ -222,10 +222,10 @@ def mine_estimate_vs_true(true_mi: np.ndarray, mean: np.ndarray, std: np.ndarray
                     label=f"{group_label} = {value}")
     top = 1.05 * max(true_mi.max(), (mean + std).max())
     ax.plot([0, top], [0, top], color="0.4", lw=1, label="estimate = true")
-    ax.axhline(log_n, color="0.4", ls=":", lw=1, label="log n")
+    ax.axhline(log_n, color="0.4", ls=":", lw=1, label=r"$\log n$")
     ax.set_xlim(0, top)
     ax.set_ylim(min(0, (mean - std).min()), top)
-    ax.set_xlabel("true I(x; y) (nats)")
+    ax.set_xlabel(r"true $I(x; y)$ (nats)")
     ax.set_ylabel("MINE estimate (nats)")
     ax.legend(fontsize="small")
     fig.tight_layout()
@@ -248,7 +248,7 @@ def mine_sample_size(n_samples: np.ndarray, bias: np.ndarray, std: np.ndarray) -
         ax.set_xscale("log")
         ax.set_xticks(n_samples, [str(n) for n in n_samples])
         ax.xaxis.set_minor_formatter(plt.NullFormatter())
-        ax.set_xlabel("sample size n (pairs per estimate)")
+        ax.set_xlabel(r"sample size $n$ (pairs per estimate)")
         ax.set_title(letter, loc="left", fontweight="bold")
     fig.tight_layout()
     return fig
@@ -263,13 +263,13 @@ def mine_noise_asymmetry(scales: np.ndarray, offset: np.ndarray, measured_scales
     measured, measured_std: MINE estimates for independent groups (mean ± std over seeds).
     """
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    ax.plot(scales, offset, color="tab:blue", label="closed form KL(p(ỹ) ‖ p(y))")
+    ax.plot(scales, offset, color="tab:blue", label=r"closed form $\mathrm{KL}(p(\tilde y)\,\|\,p(y))$")
     ax.errorbar(measured_scales, measured, yerr=measured_std, fmt="o", color="tab:red",
                 capsize=3, label="MINE, independent groups")
-    ax.axvline(noise_std, color="0.5", ls=":", lw=1, label=f"noise std σ = {noise_std:g}")
+    ax.axvline(noise_std, color="0.5", ls=":", lw=1, label=rf"noise std $\sigma$ = {noise_std:g}")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("std s of each activity component (activity units)")
+    ax.set_xlabel(r"std $s$ of each activity component (activity units)")
     ax.set_ylabel("spurious estimate for independent groups (nats)")
     ax.legend(fontsize="small")
     fig.tight_layout()
@@ -283,8 +283,8 @@ def _group_legend_labels(n_units: int) -> tuple[str, str]:
 
 def correlation_scatter(panels: dict[str, np.ndarray], groups: np.ndarray,
                         axis_labels: tuple[str, str] = (
-                            "|c⁽¹⁾|: |corr(xᵢ, bit-1 target)|",
-                            "|c⁽²⁾|: |corr(xᵢ, bit-2 target)|")) -> Figure:
+                            r"$|c^{(1)}_i|$: |corr($x_i$, bit-1 target)|",
+                            r"$|c^{(2)}_i|$: |corr($x_i$, bit-2 target)|")) -> Figure:
     """The paper's Figure 5: each neuron's strength towards sub-task 1 against sub-task 2,
     a panel per condition.
 
@@ -321,7 +321,7 @@ def _group_boundaries(ax, n_units: int, vertical: bool = True, horizontal: bool 
         ax.axhline(edge, color=color, lw=1.2, ls="--")
 
 
-def correlation_matrices(panels: dict[str, np.ndarray], label: str = "corr(xᵢ, xⱼ)",
+def correlation_matrices(panels: dict[str, np.ndarray], label: str = r"corr($x_i$, $x_j$)",
                          signed: bool = True) -> Figure:
     """Neuron–neuron correlation matrices (N, N) side by side, group boundary marked;
     `label` names the colour bar, `signed` chooses a [−1, 1] or a [0, 1] scale."""
@@ -407,7 +407,7 @@ def block_weight_distributions(panels: dict[str, np.ndarray], groups: np.ndarray
             block = np.sort(magnitude[np.ix_(groups == pre, groups == post)].ravel())
             survival = 1 - np.arange(block.size) / block.size
             ax.step(block, survival, where="post", color=color,
-                    label=f"G{pre + 1}→G{post + 1} (mean {block.mean():.3f})")
+                    label=rf"$G_{pre + 1}\to G_{post + 1}$ (mean {block.mean():.3f})")
         ax.set_yscale("log")
         ax.set_xlabel(r"$|W_\mathrm{rec}|$ (weight magnitude)")
         ax.set_title(label)
