@@ -117,7 +117,10 @@ def stage(root: Path = ROOT) -> Path:
     config = yaml.safe_load((root / "_config.yml").read_text())
     config.setdefault("html", {})["extra_footer"] = footer(root)
     (staging / "_config.yml").write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
-    shutil.copytree(root / "book", staging / "book", dirs_exist_ok=True)
+    shutil.copytree(root / "book", staging / "book", dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("_static"))
+    # The book's own style sheet (`book/_static/`), served from the HTML's `_static/`.
+    shutil.copytree(root / "book" / "_static", staging / "_static", dirs_exist_ok=True)
     # Not `_static/`: Jupyter Book would add every .js file found there as a <script>.
     # Sphinx copies this folder into the HTML's `_static/` (see html_static_path).
     vendored = staging / "_mathjax" / "mathjax"

@@ -25,8 +25,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="session")
 def html_dir() -> Path:
-    subprocess.run([sys.executable, "-m", "mifd", "book"], cwd=ROOT, check=True,
-                   stdout=subprocess.DEVNULL)
+    """The book built from scratch (MIFD_TEST_BOOK=existing reads the last build instead, for
+    checking pages while editing them)."""
+    if os.environ.get("MIFD_TEST_BOOK") != "existing":
+        subprocess.run([sys.executable, "-m", "mifd", "book"], cwd=ROOT, check=True,
+                       stdout=subprocess.DEVNULL)
     html = ROOT / "_build" / "book" / "_build" / "html"
     assert (html / "index.html").exists()
     return html
@@ -202,8 +205,7 @@ def test_chapter_parameter_forms():
 # --- every page as a reader sees it ---------------------------------------------------------
 
 _READER_SCRIPT = """<script>
-window.addEventListener('load', async () => {
-  try { if (window.MathJax && MathJax.startup) { await MathJax.startup.promise; } } catch (e) {}
+function mifdReport() {
   const main = document.querySelector('main') || document.body;
   const name = (img) => (img.getAttribute('src') || '').split('/').pop().slice(0, 16);
   const report = {raw_tex: [], images: [], uncaptioned: [], errors: [], overflow: []};
@@ -211,7 +213,8 @@ window.addEventListener('load', async () => {
     if (!m.querySelector('mjx-container')) report.raw_tex.push(m.textContent.slice(0, 80));
   });
   main.querySelectorAll('img').forEach((img) => {
-    const drawn = parseFloat(img.getAttribute('width')) || img.naturalWidth;
+    // the width the page asks for (a retina PNG has twice as many pixels), else its pixels
+    const drawn = parseFloat(img.style.width) || parseFloat(img.getAttribute('width')) || img.naturalWidth;
     if (!img.complete || img.naturalWidth === 0) report.images.push('not loaded: ' + name(img));
     else if (img.clientWidth < 0.8 * drawn)
       report.images.push(name(img) + ' shown at ' + img.clientWidth + ' of ' + drawn + ' px');
@@ -228,10 +231,16 @@ window.addEventListener('load', async () => {
     if (e.scrollWidth > box.clientWidth + 2)
       report.overflow.push(e.tagName + ': ' + e.textContent.trim().slice(0, 60));
   });
-  const out = document.createElement('pre');
-  out.id = 'mifd-reader-report';
-  out.textContent = JSON.stringify(report);
-  document.body.appendChild(out);
+  return report;
+}
+function mifdWrite(report) { console.log('mifd-reader-report ' + JSON.stringify(report)); }
+// After the load event and MathJax's typesetting; the report goes to the browser's log.
+window.addEventListener('load', () => {
+  const done = () => {
+    try { mifdWrite(mifdReport()); } catch (e) { mifdWrite({script_error: [String(e)]}); }
+  };
+  const startup = window.MathJax && window.MathJax.startup;
+  if (startup && startup.promise) startup.promise.then(done, done); else done();
 });
 </script>"""
 
@@ -274,14 +283,14 @@ def test_every_page_reads_cleanly(reader, chromium, page):
     output figure captioned, no traceback or stderr, no text cut at the column edge."""
     import json
 
-    window = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000"]
+    window = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000",
+              "--enable-logging=stderr", "--v=0"]
     with tempfile.TemporaryDirectory() as profile:
-        dom = subprocess.run(
+        log = subprocess.run(
             [*window, f"--user-data-dir={profile}", "--virtual-time-budget=20000", "--dump-dom",
-             f"{reader}/{page}?read"], capture_output=True, text=True, timeout=180).stdout
-    found = re.search(r'<pre id="mifd-reader-report">(.*?)</pre>', dom, re.S)
+             f"{reader}/{page}?read"], capture_output=True, text=True, timeout=180).stderr
+    found = re.search(r'"mifd-reader-report (\{.*\})", source', log)
     assert found, f"{page}: the reader's checks did not run"
-    report = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&")
-                        .replace("&lt;", "<").replace("&gt;", ">"))
+    report = json.loads(found.group(1).replace('\\"', '"'))
     problems = {k: v for k, v in report.items() if v}
     assert not problems, f"{page}: {problems}"
