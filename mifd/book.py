@@ -26,8 +26,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def chapters(root: Path = ROOT) -> list[Path]:
-    """The chapter notebooks, in file-name order."""
-    return sorted((root / "notebooks").glob("*.ipynb"))
+    """The notebooks, in the order of the table of contents (so the cost page, listed after
+    the chapters, measures them in the same build), then any others by file name."""
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    listed = [root / f"{entry['file']}.ipynb" for entry in toc.get("chapters", [])]
+    listed = [path for path in listed if path.exists()]
+    return listed + sorted(set((root / "notebooks").glob("*.ipynb")) - set(listed))
 
 
 def parameters_of(notebook: Path) -> dict[str, Any]:

@@ -48,9 +48,18 @@ def stored_runs(root: Path | None = None) -> pd.DataFrame:
             "train seconds": float(prov["train_seconds"]), "threads": threads, "cohort runs": cohort,
             "core-hours": float(prov["train_seconds"]) * threads / cohort / 3600,
             "commit": str(prov.get("git_commit", ""))[:7],
-            "cpu": (prov.get("cpu") or {}).get("model") or prov.get("processor", ""),
+            "cpu": _cpu_name(prov),
         })
     return pd.DataFrame(rows)
+
+
+def _cpu_name(provenance: dict) -> str:
+    """The processor as a record's provenance names it: model and family/model/stepping
+    (e.g. "AMD EPYC 25/17/1", a Zen 4), or the bare architecture of older records."""
+    cpu = provenance.get("cpu")
+    if not cpu:
+        return provenance.get("processor", "")
+    return f"{cpu['model_name']} {cpu['family_model_stepping']}".strip()
 
 
 def profile_costs(runs: pd.DataFrame) -> pd.DataFrame:

@@ -16,6 +16,9 @@ def test_stored_runs_share_a_cohorts_time_among_its_runs(tmp_path):
     p = json.loads(provenance.read_text())
     assert runs.loc[0, "core-hours"] == pytest.approx(
         p["train_seconds"] * p["torch_threads"] / p.get("cohort_runs", 1) / 3600)
+    from mifd import store
+    cpu = store.cpu()
+    assert runs.loc[0, "cpu"] == f"{cpu['model_name']} {cpu['family_model_stepping']}".strip()
     summary = costs.profile_costs(runs)
     assert summary.loc[0, "runs"] == 1 and summary.loc[0, "epochs"] == config.training.epochs
     assert costs.retraining(runs, [runs.loc[0, "config hash"]], 3) == pytest.approx(3 * runs.loc[0, "core-hours"])
