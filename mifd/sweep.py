@@ -446,13 +446,13 @@ def command(records: dict[str, list]) -> str:
 
 
 def describe(records: dict[str, list]) -> str:
-    """One sentence naming the records ({label: [RunRecord, …]}) for a caption: task, profile,
+    """One sentence (Markdown) naming the records ({label: [RunRecord, …]}) for a caption: task, profile,
     each condition's configuration hash (its folder under results/) and seeds, and the command
     that trains them."""
     runs = [r for rs in records.values() for r in rs]
     config = runs[0].config
-    parts = [f"{label}: {rs[0].config.config_hash()}, seeds {_seed_ranges(r.seed for r in rs).replace(' ', ', ')}"
+    parts = [f"{label}: `{rs[0].config.config_hash()}`, seeds {_seed_ranges(r.seed for r in rs).replace(' ', ', ')}"
              for label, rs in records.items() if rs]
     task = {"wm": "working memory", "separation": "chaotic separation"}[config.task_name]
-    return (f"Records: {task}, profile {config.profile} ({'; '.join(parts)}), under "
-            f"results/{config.task_name}/; made by {command(records)}.")
+    return (f"Records: {task}, profile `{config.profile}` ({'; '.join(parts)}), under "
+            f"`results/{config.task_name}/`; made by `{command(records)}`.")

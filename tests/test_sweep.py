@@ -256,6 +256,6 @@ def test_describe_names_hashes_seeds_and_the_command_that_makes_them(tmp_path):
                for label, lam in (("MI", 0.1), ("control", 0.0))}
     text = sweep.describe(records)
     assert records["MI"][0].config.config_hash() in text and records["control"][0].config.config_hash() in text
-    assert "seeds 1-2, 4" in text and "profile smoke+custom" in text
+    assert "seeds 1-2, 4" in text and "profile `smoke+custom`" in text
     assert sweep.command(records) == (
         "mifd sweep wm --profile smoke --seeds 1-2 4 --lambda-mi 0.1 0 --set training.epochs=3")
