@@ -81,13 +81,15 @@ def retraining(runs: pd.DataFrame, hashes: list[str], n_runs: int) -> float:
 
 def benchmark_tables(readme: Path) -> dict[str, list[pd.DataFrame]]:
     """The tables of a benchmarks README, per section: {section title: [table, …]}, each
-    Markdown table read as strings (the scripts print them; the README keeps their output)."""
+    Markdown table read as strings without its Markdown emphasis (the scripts print them; the
+    README keeps their output)."""
     tables: dict[str, list[pd.DataFrame]] = {}
     section, block = "", []
 
     def flush():
         if len(block) >= 3:
-            cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in block]
+            cells = [[c.strip().replace("**", "").replace("`", "") for c in line.strip().strip("|").split("|")]
+                     for line in block]
             tables.setdefault(section, []).append(pd.DataFrame(cells[2:], columns=cells[0]))
         block.clear()
 
