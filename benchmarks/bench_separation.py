@@ -17,6 +17,12 @@ costly, so the SM forwards are timed on `--paper-fraction` of the sequences and 
 The run time extrapolates: epochs × n_mm_steps × (critic phase + MM step), plus the test
 evaluations and the critic's pre-training.
 
+First, the GRU alone: `mifd.gru`'s fused loop (`GRUNet`) against torch.nn.GRU with the
+same weights (the reference, timed in the same run), best of three: one forward of 50
+sequences × 10 000 steps without gradient (the paper's critic-phase forward; the fused
+loop reusing its arrays as the training does, and with fresh ones), and one forward +
+backward of 50 × 1000 (the `book` model step's GRU).
+
     .venv/bin/python benchmarks/bench_separation.py --threads 1
 """
 from __future__ import annotations
@@ -26,9 +32,11 @@ import time
 
 import numpy as np
 import torch
+from torch import nn
 
 from mifd import separation
 from mifd.config import profile
+from mifd.models import GRUNet
 from mifd.tasks import SeparationBatch
 
 
@@ -49,6 +57,38 @@ def _random_data(config, n_pool: int) -> dict[str, SeparationBatch]:
     return {"pool": batch(n_pool), "test": batch(config.task.n_test)}
 
 
+def _best(fn, repeats: int = 3) -> float:
+    return min(_seconds(fn) for _ in range(repeats))
+
+
+def gru_versus_torch() -> dict[str, tuple[float, float]]:
+    """{piece: (torch.nn.GRU seconds, fused seconds)} for the pieces in the docstring."""
+    config = profile("paper", "separation")
+    model = GRUNet(config.model, generators=torch.Generator().manual_seed(0))
+    reference = nn.GRU(3, config.model.n_units, batch_first=True)
+    readout = nn.Linear(config.model.n_units, 6)
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(reference, f"{name}_l0").copy_(getattr(model, name)[0])
+    generator = torch.Generator().manual_seed(1)
+    long = torch.randn(1, 50, 10_000, 3, generator=generator)
+    short = torch.randn(1, 50, 1000, 3, generator=generator)
+
+    def torch_step():
+        readout(reference(short[0])[0]).square().sum().backward()
+
+    def fused_step():
+        model(short)[1].square().sum().backward()
+
+    with torch.no_grad():
+        forward = (_best(lambda: reference(long[0])),
+                   _best(lambda: model.hidden(long, reuse_buffers=True)))
+        fresh = (forward[0], _best(lambda: model.hidden(long)))
+    return {"forward 50 × 10 000, no grad (arrays reused)": forward,
+            "forward 50 × 10 000, no grad (fresh arrays)": fresh,
+            "forward + backward 50 × 1000": (_best(torch_step), _best(fused_step))}
+
+
 def measure(name: str, fraction: float) -> dict[str, float]:
     config = profile(name, "separation")
     t, b = config.training, config.task.batch_size
@@ -57,9 +97,10 @@ def measure(name: str, fraction: float) -> dict[str, float]:
     inputs, _ = separation._batch(state, config, n_seq)
     scale = t.n_sm_steps * b / n_seq
     with torch.no_grad():
-        batched = _seconds(lambda: state.model(inputs)) * scale
-        separate = _seconds(lambda: [state.model(x) for x in inputs.split(b)]) * scale
-        h, _ = state.model(inputs[:b])
+        batched = _seconds(lambda: state.model.hidden(inputs[None])) * scale
+        separate = _seconds(lambda: [state.model.hidden(x[None], reuse_buffers=True)
+                                     for x in inputs.split(b)]) * scale
+        h = state.model.hidden(inputs[:b][None])
     timed_steps = min(t.n_sm_steps, 3)
     critic = _seconds(lambda: [separation._critic_step(
         state.estimator, state.critic_opt, *separation.noisy_groups(state, config, h),
@@ -83,6 +124,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
+    print("\nGRU alone: torch.nn.GRU (reference) against the fused loop")
+    for piece, (reference, fused) in gru_versus_torch().items():
+        print(f"  {piece:46s} nn.GRU {reference:7.3f} s  fused {fused:7.3f} s  "
+              f"speed-up {reference / fused:5.2f}×")
     for name, fraction in (("book", 1.0), ("paper", args.paper_fraction)):
         cfg = profile(name, "separation")
         tr = cfg.training

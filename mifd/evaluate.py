@@ -13,7 +13,7 @@ import torch
 
 from .analysis import wm_indices
 from .config import RunConfig
-from .models import GRUNet, LeakyRNN
+from .models import GRU_LEGACY_NAMES, GRUNet, LeakyRNN
 from .tasks import held_out_indices, separation_batch, wm_batch
 
 
@@ -33,12 +33,14 @@ class WMReplay:
 
 def stored_model(config: RunConfig, parameters: dict[str, np.ndarray]) -> LeakyRNN | GRUNet:
     """The configuration's model holding `parameters` ({name: array}, e.g. one snapshot of a
-    record): a LeakyRNN of one run (the stored arrays gain the run axis) or a GRUNet."""
+    record): a LeakyRNN or GRUNet of one run (the stored arrays gain the run axis; older
+    separation records' names are read through `GRU_LEGACY_NAMES`)."""
     if config.model.kind == "leaky_rnn":
         model = LeakyRNN(config.model)
-        parameters = {k: np.asarray(v)[None] for k, v in parameters.items()}
     else:
         model = GRUNet(config.model)
+        parameters = {GRU_LEGACY_NAMES.get(k, k): v for k, v in parameters.items()}
+    parameters = {k: np.asarray(v)[None] for k, v in parameters.items()}
     model.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in parameters.items()})
     return model
 
@@ -108,8 +110,8 @@ def replay_separation(config: RunConfig, parameters: dict[str, np.ndarray]) -> S
     `parameters`, from h₀ = 0 as in training."""
     test = separation_batch(held_out_indices(config.task), config.task)
     with torch.no_grad():
-        h, y = stored_model(config, parameters)(torch.from_numpy(test.inputs))
-    return SeparationReplay(test.inputs, test.targets, h.numpy(), y.numpy())
+        h, y = stored_model(config, parameters)(torch.from_numpy(test.inputs)[None])
+    return SeparationReplay(test.inputs, test.targets, h[0].numpy(), y[0].numpy())
 
 
 def final_indices(record, seed: int) -> dict[str, float]:

@@ -5,6 +5,8 @@
   every per-step product is a batched product over the runs. Its hand-written BPTT
   (`LeakyIntegration`) matches autograd (to 1e-14 in float64). A single run is a cohort
   of one.
+* `GRUNet`: the GRU with a linear readout of the separation task (SPEC §2.2) for a cohort,
+  run by the fused loop of `mifd.gru` (equal to torch.nn.GRU; its BPTT is hand-written).
 * `split_groups`: G1 and G2, the contiguous halves of the unit axis (SPEC §2.1, §10.20).
 * `draw_noise`: standard-normal draws from a `torch.Generator`, for the state noise ξ and
   the initial state x₀ ~ N(0, I).
@@ -22,6 +24,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from .config import ModelConfig
+from .gru import GRUIntegration, gru_loop
 
 
 def draw_noise(generator: torch.Generator | None, shape: tuple[int, ...],
@@ -266,46 +269,86 @@ class LeakyRNN(nn.Module):
 
 
 class GRUNet(nn.Module):
-    """A GRU with a linear readout for the separation task (SPEC §2.2).
-
-    Per step, from h₀ = 0 (torch.nn.GRU's convention, which is Keras's reset_after=True):
+    """GRUs with linear readouts for the separation task (SPEC §2.2), one per run of a
+    cohort. For run r, per step from h₀ = 0 (torch.nn.GRU's convention, which is Keras's
+    reset_after=True):
         z = σ(W_z u + b_z + U_z h + b'_z),  r = σ(W_r u + b_r + U_r h + b'_r)
         ĥ = tanh(W_h u + b_h + r ⊙ (U_h h + b'_h)),  h ← z ⊙ h + (1 − z) ⊙ ĥ
         y = W_out h + c
-    torch stores the gate blocks in the order [r, z, n]: `gru.weight_hh_l0` is (3N, N) with
-    rows 0…N−1 for U_r, N…2N−1 for U_z and 2N…3N−1 for U_h (the candidate block).
+    computed by the fused loop of `mifd.gru`. Parameters, each with the leading run axis R
+    and torch.nn.GRU's per-run layout, gate blocks in the order [r, z, n]: weight_ih (R, 3N,
+    n_in), weight_hh (R, 3N, N) (rows 0…N−1 U_r, N…2N−1 U_z, 2N…3N−1 U_h, the candidate
+    block), bias_ih and bias_hh (R, 3N), weight_out (R, n_out, N), bias_out (R, n_out).
     """
 
     def __init__(self, cfg: ModelConfig, n_in: int = 3, n_out: int = 6,
                  generators: Sequence[torch.Generator | None] | torch.Generator | None = None):
-        """Keras initialisation, drawn from the generator: the input kernel Glorot-uniform
-        over all three gates together, the recurrent kernel orthogonal over all three, the
-        readout Glorot-uniform, every bias zero. One run only (`generators`: one generator,
-        or a sequence of one)."""
+        """Keras initialisation for each run, drawn from that run's generator in the order
+        below: the input kernel Glorot-uniform over all three gates together, the recurrent
+        kernel orthogonal over all three, the readout Glorot-uniform, every bias zero.
+        `generators`: one per run (a single generator or None: one run)."""
         super().__init__()
-        generators = per_run_generators(generators)
-        if len(generators) != 1:
-            raise ValueError(f"GRUNet trains one run at a time, got {len(generators)} generators")
-        generator = generators[0]
         if cfg.kind != "gru":
             raise ValueError(f"GRUNet needs ModelConfig.kind 'gru', got {cfg.kind!r}")
+        generators = per_run_generators(generators)
         n = cfg.n_units
         self.n_units, self.n_in, self.n_out = n, n_in, n_out
-        self.gru = nn.GRU(n_in, n, batch_first=True)
-        self.readout = nn.Linear(n, n_out)
-        with torch.no_grad():
-            self.gru.weight_ih_l0.copy_(_glorot_uniform(n_in, 3 * n, generator).T)
-            nn.init.orthogonal_(self.gru.weight_hh_l0, generator=generator)
-            self.readout.weight.copy_(_glorot_uniform(n, n_out, generator).T)
-            for bias in (self.gru.bias_ih_l0, self.gru.bias_hh_l0, self.readout.bias):
-                bias.zero_()
+        w_ih, w_hh, w_out = [], [], []
+        for g in generators:
+            w_ih.append(_glorot_uniform(n_in, 3 * n, g).T)
+            w_hh.append(nn.init.orthogonal_(torch.empty(3 * n, n), generator=g))
+            w_out.append(_glorot_uniform(n, n_out, g).T)
+        runs = len(generators)
+        self.weight_ih = nn.Parameter(torch.stack(w_ih))
+        self.weight_hh = nn.Parameter(torch.stack(w_hh))
+        self.bias_ih = nn.Parameter(torch.zeros(runs, 3 * n))
+        self.bias_hh = nn.Parameter(torch.zeros(runs, 3 * n))
+        self.weight_out = nn.Parameter(torch.stack(w_out))
+        self.bias_out = nn.Parameter(torch.zeros(runs, n_out))
+        self._scratch: dict = {}  # the no-gradient loop's arrays, reused
 
-    def recurrent_block(self, gate: str) -> torch.Tensor:
-        """U_r, U_z or U_h (gate "r", "z" or "h") as an (N, N) tensor, row = postsynaptic."""
+    @property
+    def runs(self) -> int:
+        """R, the number of runs of the cohort."""
+        return self.weight_hh.shape[0]
+
+    def recurrent_block(self, gate: str, run: int = 0) -> torch.Tensor:
+        """U_r, U_z or U_h (gate "r", "z" or "h") of one run as an (N, N) tensor, row =
+        postsynaptic."""
         index = "rzh".index(gate)
-        return self.gru.weight_hh_l0[index * self.n_units:(index + 1) * self.n_units]
+        return self.weight_hh[run, index * self.n_units:(index + 1) * self.n_units]
+
+    def hidden(self, inputs: torch.Tensor, reuse_buffers: bool = False) -> torch.Tensor:
+        """inputs (R, batch, T, n_in) → hidden states h_1…h_T (R, batch, T, N), a view of a
+        (T, R, N, batch) array. `reuse_buffers` (without gradient only): the array is one the
+        model keeps and overwrites at its next such call."""
+        h0 = inputs.new_zeros((self.runs, inputs.shape[1], self.n_units))
+        params = (self.weight_ih, self.bias_ih, self.weight_hh, self.bias_hh)
+        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+            if reuse_buffers:
+                raise ValueError("reuse_buffers is for calls without gradient")
+            states = GRUIntegration.apply(inputs, h0, *params)
+        else:
+            states = gru_loop(inputs, h0, *(p.detach() for p in params),
+                              buffers=self._scratch if reuse_buffers else None)[0][1:]
+        return states.permute(1, 3, 0, 2)
+
+    def readout(self, h: torch.Tensor) -> torch.Tensor:
+        """h (R, batch, T, N) → outputs y = h @ W_outᵀ + c (R, batch, T, n_out)."""
+        runs, batch, n_steps, n = h.shape
+        y = torch.baddbmm(self.bias_out.unsqueeze(1), h.reshape(runs, -1, n),
+                          self.weight_out.transpose(1, 2))
+        return y.view(runs, batch, n_steps, -1)
 
     def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """inputs (batch, T, n_in) → hidden states h (batch, T, N) and outputs y (batch, T, n_out)."""
-        h, _ = self.gru(inputs)
+        """inputs (R, batch, T, n_in) → hidden states h (R, batch, T, N) and outputs y (R,
+        batch, T, n_out)."""
+        h = self.hidden(inputs)
         return h, self.readout(h)
+
+
+# Parameter names of the GRUNet before the fused GRU (one run, torch.nn.GRU's names), as
+# older separation records store them: {old name: current name}.
+GRU_LEGACY_NAMES = {"gru.weight_ih_l0": "weight_ih", "gru.weight_hh_l0": "weight_hh",
+                    "gru.bias_ih_l0": "bias_ih", "gru.bias_hh_l0": "bias_hh",
+                    "readout.weight": "weight_out", "readout.bias": "bias_out"}

@@ -71,11 +71,10 @@ def _batch(state: CohortState, config: RunConfig, n_sequences: int
 
 def noisy_groups(state: CohortState, config: RunConfig, h: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """G1 and G2 of h (batch, T, N), each with its own N(0, noise_std²) noise (SPEC §4.2:
-    outside the estimator, so the shuffled term is noisy too), as a run axis of one
-    (1, batch, T, N/2) for the estimator."""
+    """G1 and G2 of h (R, batch, T, N), each with its own N(0, noise_std²) noise (SPEC
+    §4.2: outside the estimator, so the shuffled term is noisy too), (R, batch, T, N/2)."""
     noise = torch.randn(h.shape, generator=state.members[0].generator, device=state.device)
-    return split_groups((h + config.estimator.noise_std * noise).unsqueeze(0))
+    return split_groups(h + config.estimator.noise_std * noise)
 
 
 def critic_phase(state: CohortState, config: RunConfig, n_steps: int) -> float:
@@ -90,7 +89,7 @@ def critic_phase(state: CohortState, config: RunConfig, n_steps: int) -> float:
     for _ in range(n_steps):
         inputs, _ = _batch(state, config, config.task.batch_size)
         with torch.no_grad():
-            h, _ = state.model(inputs)
+            h = state.model.hidden(inputs[None], reuse_buffers=True)
         _critic_step(state.estimator, state.critic_opt, *noisy_groups(state, config, h),
                      state.generators, config.estimator)
     with torch.no_grad():
@@ -100,15 +99,16 @@ def critic_phase(state: CohortState, config: RunConfig, n_steps: int) -> float:
 def l2_penalty(model: GRUNet, config: RunConfig) -> torch.Tensor:
     """c_reg (‖W_hh‖² + ‖W_out‖²) + c_reg_in ‖W_ih‖²; biases are not penalised."""
     t = config.training
-    return (t.c_reg * (model.gru.weight_hh_l0.square().sum() + model.readout.weight.square().sum())
-            + t.c_reg_in * model.gru.weight_ih_l0.square().sum())
+    return (t.c_reg * (model.weight_hh.square().sum() + model.weight_out.square().sum())
+            + t.c_reg_in * model.weight_ih.square().sum())
 
 
 def model_step(state: CohortState, config: RunConfig) -> dict[str, float]:
     """One MM step on a fresh batch; returns its MSE (t ≥ washout), L2 and total loss."""
     t, washout = config.training, config.task.washout
     inputs, targets = _batch(state, config, config.task.batch_size)
-    h, y = state.model(inputs)
+    h, y = state.model(inputs[None])
+    y = y[0]
     mse = (y[:, washout:] - targets[:, washout:]).square().mean()
     l2 = l2_penalty(state.model, config)
     loss = mse + l2
@@ -132,14 +132,14 @@ def test_evaluation(model: GRUNet, test, washout: int, device: torch.device | st
     """Test MSE (t ≥ washout), R² per output and mean/min, and the differentiation indices
     on the fixed test set `test` (a SeparationBatch)."""
     with torch.no_grad():
-        h, y = model(torch.from_numpy(test.inputs).to(device))
-    h, y = h.cpu().numpy(), y.cpu().numpy()
+        h, y = model(torch.from_numpy(test.inputs).to(device)[None])
+    h, y = h[0].cpu().numpy(), y[0].cpu().numpy()
     r2 = analysis.r_squared(test.targets, y)
     return {
         "test_mse": float(((y[:, washout:] - test.targets[:, washout:]) ** 2).mean()),
         "r2_mean": float(r2.mean()), "r2_min": float(r2.min()),
         **{f"r2_{k}": float(v) for k, v in enumerate(r2)},
-        **analysis.separation_indices(model.readout.weight.detach().cpu().numpy(),
+        **analysis.separation_indices(model.weight_out[0].detach().cpu().numpy(),
                                       model.recurrent_block("h").detach().cpu().numpy(),
                                       h, y, washout),
     }

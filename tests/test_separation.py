@@ -18,12 +18,13 @@ def test_gru_step_matches_spec_equations_by_hand():
     cfg = SMOKE.model.__class__(kind="gru", n_units=4, alpha=1.0, noise_std=0.0)
     model = GRUNet(cfg, n_in=2, n_out=3, generators=torch.Generator().manual_seed(0)).double()
     with torch.no_grad():  # non-zero biases, so every term of the equations is exercised
-        for p in (model.gru.bias_ih_l0, model.gru.bias_hh_l0, model.readout.bias):
+        for p in (model.bias_ih, model.bias_hh, model.bias_out):
             p.copy_(torch.linspace(-0.5, 0.5, p.numel(), dtype=torch.float64))
     u = np.random.default_rng(1).normal(size=(1, 3, 2))
-    h_torch, y_torch = model(torch.from_numpy(u))
-    w_ih, w_hh = model.gru.weight_ih_l0.detach().numpy(), model.gru.weight_hh_l0.detach().numpy()
-    b_ih, b_hh = model.gru.bias_ih_l0.detach().numpy(), model.gru.bias_hh_l0.detach().numpy()
+    h_torch, y_torch = model(torch.from_numpy(u)[None])
+    h_torch, y_torch = h_torch[0], y_torch[0]
+    w_ih, w_hh = model.weight_ih[0].detach().numpy(), model.weight_hh[0].detach().numpy()
+    b_ih, b_hh = model.bias_ih[0].detach().numpy(), model.bias_hh[0].detach().numpy()
     block = lambda m, g: m[g * 4:(g + 1) * 4]  # torch gate order r, z, n
     h = np.zeros(4)
     for t in range(3):
@@ -33,18 +34,18 @@ def test_gru_step_matches_spec_equations_by_hand():
                        + r * (block(w_hh, 2) @ h + block(b_hh, 2)))
         h = z * h + (1 - z) * cand
         assert np.allclose(h_torch[0, t].detach().numpy(), h, atol=1e-12)
-    w_out, c = model.readout.weight.detach().numpy(), model.readout.bias.detach().numpy()
+    w_out, c = model.weight_out[0].detach().numpy(), model.bias_out[0].detach().numpy()
     assert np.allclose(y_torch[0, -1].detach().numpy(), w_out @ h + c, atol=1e-12)
-    assert torch.equal(model.recurrent_block("h"), model.gru.weight_hh_l0[8:12])
+    assert torch.equal(model.recurrent_block("h"), model.weight_hh[0, 8:12])
 
 
 def test_gru_initialisation_is_keras_like():
     model = GRUNet(profile("paper", "separation").model, generators=torch.Generator().manual_seed(3))
-    w_hh = model.gru.weight_hh_l0.detach()
+    w_hh = model.weight_hh[0].detach()
     assert torch.allclose(w_hh.T @ w_hh, torch.eye(100), atol=1e-5)  # orthogonal over all gates
-    assert model.gru.weight_ih_l0.abs().max() <= np.sqrt(6 / 303)
-    assert model.readout.weight.abs().max() <= np.sqrt(6 / 106)
-    assert all(not b.any() for b in (model.gru.bias_ih_l0, model.gru.bias_hh_l0, model.readout.bias))
+    assert model.weight_ih.abs().max() <= np.sqrt(6 / 303)
+    assert model.weight_out.abs().max() <= np.sqrt(6 / 106)
+    assert all(not b.any() for b in (model.bias_ih, model.bias_hh, model.bias_out))
 
 
 def test_critic_phase_trains_the_critic_and_leaves_the_gru_alone():
