@@ -21,7 +21,8 @@ First, the GRU alone: `mifd.gru`'s fused loop (`GRUNet`) against torch.nn.GRU wi
 same weights (the reference, timed in the same run), best of three: one forward of 50
 sequences × 10 000 steps without gradient (the paper's critic-phase forward; the fused
 loop reusing its arrays as the training does, and with fresh ones), and one forward +
-backward of 50 × 1000 (the `book` model step's GRU).
+backward of 50 × 1000 (the `book` model step's GRU). Then cohorts of 1, 5 and 10 runs at
+`book` against the single run (a cohort of one), timed in the same run.
 
     .venv/bin/python benchmarks/bench_separation.py --threads 1
 """
@@ -116,6 +117,23 @@ def measure(name: str, fraction: float) -> dict[str, float]:
             "model update": update, "run (h)": run / 3600}
 
 
+def cohort_update(name: str, runs: int) -> float:
+    """Seconds per run of one model update (critic phase + MM step) for a cohort of `runs`
+    runs at profile `name` (half of them controls), on random data of the profile's shapes."""
+    config = profile(name, "separation")
+    configs = [config.replace(**{"training.lambda_mi": config.training.lambda_mi if r % 2 == 0
+                                 else 0.0}) for r in range(runs)]
+    state = separation.init_separation(configs, list(range(runs)),
+                                       data=_random_data(config, 2 * config.task.batch_size))
+
+    def update():
+        separation.critic_phase(state, config, config.training.n_sm_steps)
+        separation.model_step(state, config)
+
+    update()  # the first call allocates the reused arrays
+    return _seconds(update) / runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
@@ -128,6 +146,11 @@ def main() -> None:
     for piece, (reference, fused) in gru_versus_torch().items():
         print(f"  {piece:46s} nn.GRU {reference:7.3f} s  fused {fused:7.3f} s  "
               f"speed-up {reference / fused:5.2f}×")
+    print("\ncohorts at book: seconds per run of one model update (critic phase + MM step)")
+    single = cohort_update("book", 1)
+    for runs in (1, 5, 10):
+        seconds = single if runs == 1 else cohort_update("book", runs)
+        print(f"  {runs:2d} run(s)   {seconds:7.3f} s per run   {single / seconds:5.2f}× the single run")
     for name, fraction in (("book", 1.0), ("paper", args.paper_fraction)):
         cfg = profile(name, "separation")
         tr = cfg.training

@@ -25,7 +25,6 @@ run is reproduced by its seeds whichever cohort it trains in.
 from __future__ import annotations
 
 import math
-import weakref
 from typing import NamedTuple, Sequence
 
 import numpy as np
@@ -37,6 +36,7 @@ from .config import EstimatorConfig
 from .models import per_run_generators
 from .optim import clip_per_tensor_norm, clip_values, make_optimizer
 from .store import cpu
+from .workspace import Workspace
 
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -115,43 +115,14 @@ def _stack_layers(layers: list[_RunLinear]) -> _RunLinear:
     return first
 
 
-class _Lease:
-    """Held by the autograd graph of one forward: while it lives, its arrays are in use."""
-
-
-class _Workspace:
-    """Reusable arrays for `_SharedFirstLayerDV`: four (2, R, n, hidden) float32 arrays and,
-    for a bfloat16 critic, three more in bfloat16.
-
-    A fresh array of this size costs more to fault into memory than the arithmetic done on
-    it, so the arrays are kept from call to call. Each forward takes a lease on them; the
-    lease lives in the autograd graph (or dies with the forward when no backward can
-    follow), and while a graph still holds it the next forward gets new arrays instead.
-    """
-
-    def __init__(self):
-        self._arrays: tuple[torch.Tensor, ...] | None = None
-        self._lease: weakref.ref | None = None
-
-    def take(self, shape: tuple[int, ...], like: torch.Tensor, low: torch.dtype | None
-             ) -> tuple[tuple[torch.Tensor, ...], _Lease]:
-        lease = _Lease()
-        if self._lease is not None and self._lease() is not None:
-            return self._new(shape, like, low), lease
-        arrays = self._arrays
-        if (arrays is None or arrays[0].shape != shape or arrays[0].dtype != like.dtype
-                or arrays[0].device != like.device or (len(arrays) > 4) != (low is not None)):
-            self._arrays = self._new(shape, like, low)
-        self._lease = weakref.ref(lease)
-        return self._arrays, lease
-
-    @staticmethod
-    def _new(shape: tuple[int, ...], like: torch.Tensor, low: torch.dtype | None
-             ) -> tuple[torch.Tensor, ...]:
-        arrays = tuple(like.new_empty(shape) for _ in range(4))
-        if low is not None:
-            arrays += tuple(like.new_empty(shape, dtype=low) for _ in range(3))
-        return arrays
+def _workspace_arrays(shape: tuple[int, ...], like: torch.Tensor, low: torch.dtype | None
+                      ) -> tuple[torch.Tensor, ...]:
+    """The arrays of `_SharedFirstLayerDV`: four float32 arrays of `shape` (2, R, n, hidden)
+    and, for a bfloat16 critic, three more in bfloat16 (kept in a `Workspace`)."""
+    arrays = tuple(like.new_empty(shape) for _ in range(4))
+    if low is not None:
+        arrays += tuple(like.new_empty(shape, dtype=low) for _ in range(3))
+    return arrays
 
 
 def _activate_(z: torch.Tensor, slope: float | None) -> None:
@@ -222,7 +193,9 @@ class _SharedFirstLayerDV(torch.autograd.Function):
     def forward(ctx, x, y_joint, y_marginal, perm, w_x, b_x, w_y, b_y, w_h, b_h, w_o, b_o,
                 slope, shared, workspace, keep_for_backward, low):
         runs, n = x.shape[:2]
-        arrays, lease = workspace.take((2, runs, n, w_h.shape[1]), x, low)
+        shape = (2, runs, n, w_h.shape[1])
+        arrays, lease = workspace.take((shape, x.dtype, x.device, low),
+                                       lambda: _workspace_arrays(shape, x, low))
         h1, h2, scratch, work = arrays[:4]
         torch.baddbmm((b_x + b_y).unsqueeze(1), x, w_x.transpose(1, 2), out=h1[0])
         torch.bmm(y_marginal, w_y.transpose(1, 2), out=scratch[1])
@@ -365,7 +338,7 @@ class MineEstimator(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.statistics = StatisticsNetwork(dim_x, dim_y, cfg, generators=generators)
-        self._workspace = _Workspace()
+        self._workspace = Workspace()
 
     def draw(self, g1: torch.Tensor, g2: torch.Tensor,
              generators: Sequence[torch.Generator] | torch.Generator) -> Draw:

@@ -24,7 +24,8 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from .config import ModelConfig
-from .gru import GRUIntegration, gru_loop
+from .gru import GRUIntegration, gru_loop, loop_arrays
+from .workspace import Workspace
 
 
 def draw_noise(generator: torch.Generator | None, shape: tuple[int, ...],
@@ -305,7 +306,8 @@ class GRUNet(nn.Module):
         self.bias_hh = nn.Parameter(torch.zeros(runs, 3 * n))
         self.weight_out = nn.Parameter(torch.stack(w_out))
         self.bias_out = nn.Parameter(torch.zeros(runs, n_out))
-        self._scratch: dict = {}  # the no-gradient loop's arrays, reused
+        self._scratch: dict = {}  # the no-gradient loop's arrays, reused on request
+        self._workspaces = (Workspace(), Workspace())  # the forward's and backward's arrays
 
     @property
     def runs(self) -> int:
@@ -327,10 +329,16 @@ class GRUNet(nn.Module):
         if torch.is_grad_enabled() and any(p.requires_grad for p in params):
             if reuse_buffers:
                 raise ValueError("reuse_buffers is for calls without gradient")
-            states = GRUIntegration.apply(inputs, h0, *params)
+            states = GRUIntegration.apply(inputs, h0, *params, self._workspaces)
         else:
-            states = gru_loop(inputs, h0, *(p.detach() for p in params),
-                              buffers=self._scratch if reuse_buffers else None)[0][1:]
+            key = (tuple(inputs.shape), self.n_units, h0.dtype, h0.device)
+            if not reuse_buffers or self._scratch.get("key") != key:
+                arrays = loop_arrays(inputs.shape, self.n_units, False, h0)
+                if reuse_buffers:
+                    self._scratch = {**arrays, "key": key}
+            arrays = self._scratch if reuse_buffers else arrays
+            gru_loop(inputs, h0, *(p.detach() for p in params), arrays)
+            states = arrays["states"][1:]
         return states.permute(1, 3, 0, 2)
 
     def readout(self, h: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,6 @@
-"""The alternating training of the separation GRU and its statistics network (SPEC §5.2).
+"""The alternating training of the separation GRU and its statistics network (SPEC §5.2),
+for a cohort of runs at once (a single run is a cohort of one; see `runs`): every run
+draws its batches, noise and critic draws from its own streams in the order it would alone.
 
 One epoch is `n_mm_steps` model (MM) steps. Before each, the critic takes `n_sm_steps` (SM)
 steps, each on its own batch drawn with replacement from the training pool (the GRU runs
@@ -11,13 +13,15 @@ evaluated once more with the updated critic on the last of those batches (the ep
 with Adam and no clipping, Î taken over all steps of the hidden states h with Gaussian noise
 of std `estimator.noise_std` added to both groups. (SPEC's λ_L2 covers W_ih and W_hh and
 λ_out covers W_out; both are 1e-5 in the paper, so the two groupings give the same loss.)
-After every epoch the network is evaluated on the fixed test set: test MSE, R² per output
-and the indices of `analysis.separation_indices`, all logged in the history.
+The cohort minimises the sum of its runs' losses, each with its own λ. After every epoch
+each network is evaluated on the fixed test set: test MSE, R² per output over all steps
+(as the authors score it) and over t ≥ washout (as the loss sees it), and the indices of
+`analysis.separation_indices`, all logged in the history.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -28,22 +32,25 @@ from .mine import make_critic_optimizer
 from .mine import critic_step as _critic_step
 from .models import GRUNet, split_groups
 from .optim import make_optimizer
-from .runs import CohortState, Loop, build_networks, train_run
+from .runs import (CohortState, Loop, Outcome, build_networks, draw_normal, reused_array,
+                   train_cohort, train_run)
 from .tasks import held_out_indices, separation_batch
 
 N_OUTPUTS = 6
 HISTORY_KEYS = (
     "loss", "mse", "mi", "l2", "test_mse", "r2_mean", "r2_min",
-    *(f"r2_{k}" for k in range(N_OUTPUTS)), "Q_corr", "Q_str", "D_corr", "D_out",
+    *(f"r2_{k}" for k in range(N_OUTPUTS)), "r2_mean_scored", "r2_min_scored",
+    "Q_corr", "Q_str", "D_corr", "D_out",
 )
 
 
 def init_separation(configs: list[RunConfig] | RunConfig, seeds: list[int] | int,
                     device: str = "cpu", data: dict | None = None) -> CohortState:
-    """GRU, statistics network, Adam optimisers and random streams of a fresh run (a cohort
-    of one: the GRU has no run axis yet), with the training pool and the test set kept in
-    `state.data`: `data` ({"pool", "test"}, each a SeparationBatch) when given, else the
-    configured chaos data (generated or cached)."""
+    """GRUs, statistics networks, Adam optimisers and random streams of a fresh cohort (one
+    config and seed: a cohort of one), with the training pool and the test set, which all
+    runs of a cohort share (the same task settings), kept in `state.data`: `data` ({"pool",
+    "test"}, each a SeparationBatch) when given, else the configured chaos data (generated
+    or cached)."""
     if isinstance(configs, RunConfig):
         configs, seeds = [configs], [seeds]
     model, estimator, members = build_networks(configs, seeds, device, GRUNet)
@@ -55,16 +62,18 @@ def init_separation(configs: list[RunConfig] | RunConfig, seeds: list[int] | int
         task = config.task
         data = {"pool": separation_batch(range(task.pool_size), task),
                 "test": separation_batch(held_out_indices(task), task)}
-    members[0].history = {k: [] for k in HISTORY_KEYS}
+    for member in members:
+        member.history = {k: [] for k in HISTORY_KEYS}
     return CohortState(model, estimator, model_opt, critic_opt, members, data=data)
 
 
 def _batch(state: CohortState, config: RunConfig, n_sequences: int
            ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`n_sequences` pairs drawn with replacement from the pool: inputs (n, T, 3), targets
-    (n, T, 6) on the run's device."""
+    """`n_sequences` pairs per run, drawn with replacement from the pool by each run's own
+    numpy stream: inputs (R, n, T, 3), targets (R, n, T, 6) on the cohort's device."""
     pool = state.data["pool"]
-    rows = state.members[0].rng.integers(0, len(pool.inputs), size=n_sequences)
+    rows = np.stack([m.rng.integers(0, len(pool.inputs), size=n_sequences)
+                     for m in state.members])
     return (torch.from_numpy(pool.inputs[rows]).to(state.device),
             torch.from_numpy(pool.targets[rows]).to(state.device))
 
@@ -72,81 +81,115 @@ def _batch(state: CohortState, config: RunConfig, n_sequences: int
 def noisy_groups(state: CohortState, config: RunConfig, h: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """G1 and G2 of h (R, batch, T, N), each with its own N(0, noise_std²) noise (SPEC
-    §4.2: outside the estimator, so the shuffled term is noisy too), (R, batch, T, N/2)."""
-    noise = torch.randn(h.shape, generator=state.members[0].generator, device=state.device)
-    return split_groups(h + config.estimator.noise_std * noise)
+    §4.2: outside the estimator, so the shuffled term is noisy too), (R, batch, T, N/2);
+    each run's noise comes from its own generator. Without gradient the two are views of
+    an array the cohort reuses: the next call overwrites them."""
+    noise = reused_array(state, tuple(h.shape))
+    draw_normal([], list(noise), state.generators)
+    if h.requires_grad:
+        return split_groups(torch.add(h, noise, alpha=config.estimator.noise_std))
+    return split_groups(noise.mul_(config.estimator.noise_std).add_(h))
 
 
-def critic_phase(state: CohortState, config: RunConfig, n_steps: int) -> float:
-    """`n_steps` SM steps, each on its own random batch run through the GRU without gradient,
-    then Î with the updated critic on the last batch (returned, nats).
+def critic_phase(state: CohortState, config: RunConfig, n_steps: int) -> np.ndarray:
+    """`n_steps` SM steps, each on its own random batch per run run through the GRUs without
+    gradient, then Î with the updated critics on the last batch: (R,) nats.
 
-    The batches go through the GRU one by one: running all n_steps·B sequences as one batch
-    gives the same states (to float rounding) and was measured no faster on this CPU
+    The batches go through the GRUs one by one: running all n_steps·B sequences as one batch
+    gives the same states (to float rounding) and was measured slower
     (benchmarks/bench_separation.py), while it needs n_steps times the memory.
     """
     h = None
     for _ in range(n_steps):
         inputs, _ = _batch(state, config, config.task.batch_size)
         with torch.no_grad():
-            h = state.model.hidden(inputs[None], reuse_buffers=True)
+            h = state.model.hidden(inputs, reuse_buffers=True)
         _critic_step(state.estimator, state.critic_opt, *noisy_groups(state, config, h),
                      state.generators, config.estimator)
     with torch.no_grad():
-        return state.estimator(*noisy_groups(state, config, h), state.generators).item()
+        return state.estimator(*noisy_groups(state, config, h), state.generators).cpu().numpy()
 
 
 def l2_penalty(model: GRUNet, config: RunConfig) -> torch.Tensor:
-    """c_reg (‖W_hh‖² + ‖W_out‖²) + c_reg_in ‖W_ih‖²; biases are not penalised."""
+    """c_reg (‖W_hh‖² + ‖W_out‖²) + c_reg_in ‖W_ih‖² per run, (R,); biases are not penalised."""
     t = config.training
-    return (t.c_reg * (model.weight_hh.square().sum() + model.weight_out.square().sum())
-            + t.c_reg_in * model.weight_ih.square().sum())
+
+    def sq(p: torch.Tensor) -> torch.Tensor:
+        return p.square().sum(dim=(1, 2))
+
+    return t.c_reg * (sq(model.weight_hh) + sq(model.weight_out)) + t.c_reg_in * sq(model.weight_ih)
 
 
-def model_step(state: CohortState, config: RunConfig) -> dict[str, float]:
-    """One MM step on a fresh batch; returns its MSE (t ≥ washout), L2 and total loss."""
-    t, washout = config.training, config.task.washout
+def model_step(state: CohortState, config: RunConfig) -> list[dict[str, float]]:
+    """One MM step for every run on a fresh batch; returns each run's MSE (t ≥ washout), L2
+    and total loss. The cohort minimises the sum of the runs' losses (they share no
+    parameter); λ_r = 0 adds nothing to run r's loss or gradient, but Î is evaluated for
+    every run, so a control draws from its streams what it would in any cohort."""
+    washout = config.task.washout
     inputs, targets = _batch(state, config, config.task.batch_size)
-    h, y = state.model(inputs[None])
-    y = y[0]
-    mse = (y[:, washout:] - targets[:, washout:]).square().mean()
+    h, y = state.model(inputs)
+    mse = (y[:, :, washout:] - targets[:, :, washout:]).square().mean(dim=(1, 2, 3))
     l2 = l2_penalty(state.model, config)
     loss = mse + l2
-    if t.lambda_mi > 0:
+    lambdas = state.per_run("training.lambda_mi")
+    for p in state.estimator.parameters():
+        p.requires_grad_(False)
+    try:  # every run draws its noise and estimator samples, λ = 0 or not (one stream order)
+        if bool((lambdas > 0).any()):
+            mi = state.estimator(*noisy_groups(state, config, h), state.generators)
+            loss = loss + torch.where(lambdas > 0, lambdas * mi, 0.0)
+        else:
+            with torch.no_grad():
+                state.estimator(*noisy_groups(state, config, h), state.generators)
+    finally:
         for p in state.estimator.parameters():
-            p.requires_grad_(False)
-        try:
-            loss = loss + t.lambda_mi * state.estimator(*noisy_groups(state, config, h),
-                                                       state.generators)[0]
-        finally:
-            for p in state.estimator.parameters():
-                p.requires_grad_(True)
+            p.requires_grad_(True)
     state.model_opt.zero_grad(set_to_none=True)
-    loss.backward()
+    loss.sum().backward()
     state.model_opt.step()
-    return {"mse": mse.item(), "l2": l2.item(), "loss": loss.item()}
+    columns = {"mse": mse, "l2": l2, "loss": loss}
+    values = {k: v.detach().cpu().tolist() for k, v in columns.items()}
+    return [{k: v[r] for k, v in values.items()} for r in range(len(state.members))]
 
 
-def test_evaluation(model: GRUNet, test, washout: int, device: torch.device | str = "cpu"
-                    ) -> dict[str, float]:
-    """Test MSE (t ≥ washout), R² per output and mean/min, and the differentiation indices
-    on the fixed test set `test` (a SeparationBatch)."""
-    with torch.no_grad():
-        h, y = model(torch.from_numpy(test.inputs).to(device)[None])
-    h, y = h[0].cpu().numpy(), y[0].cpu().numpy()
-    r2 = analysis.r_squared(test.targets, y)
+def scores(targets: np.ndarray, outputs: np.ndarray, washout: int) -> dict[str, float]:
+    """Test MSE (t ≥ washout) and R² of every output, over all steps as the authors score
+    it ("r2_mean", "r2_min", "r2_k") and over the scored steps t ≥ washout as the loss sees
+    it ("r2_mean_scored", "r2_min_scored"). targets, outputs: (B, T, 6)."""
+    r2 = analysis.r_squared(targets, outputs)
+    scored = analysis.r_squared(targets[:, washout:], outputs[:, washout:])
     return {
-        "test_mse": float(((y[:, washout:] - test.targets[:, washout:]) ** 2).mean()),
+        "test_mse": float(((outputs[:, washout:] - targets[:, washout:]) ** 2).mean()),
         "r2_mean": float(r2.mean()), "r2_min": float(r2.min()),
         **{f"r2_{k}": float(v) for k, v in enumerate(r2)},
-        **analysis.separation_indices(model.weight_out[0].detach().cpu().numpy(),
-                                      model.recurrent_block("h").detach().cpu().numpy(),
-                                      h, y, washout),
+        "r2_mean_scored": float(scored.mean()), "r2_min_scored": float(scored.min()),
     }
 
 
+def test_evaluation(model: GRUNet, test, washout: int, device: torch.device | str = "cpu"
+                    ) -> list[dict[str, float]]:
+    """Per run: `scores` and the differentiation indices on the fixed test set `test` (a
+    SeparationBatch), which every run of the cohort sees; NaN for every value of a run
+    whose states or outputs are not finite (it has diverged)."""
+    inputs = torch.from_numpy(test.inputs).to(device)
+    with torch.no_grad():
+        h, y = model(inputs.expand(model.runs, *inputs.shape))
+    h, y = h.cpu().numpy(), y.cpu().numpy()
+    rows = []
+    for r in range(model.runs):
+        if not (np.isfinite(h[r]).all() and np.isfinite(y[r]).all()):  # a diverged run
+            rows.append(dict.fromkeys(HISTORY_KEYS, float("nan")))
+            continue
+        rows.append({**scores(test.targets, y[r], washout),
+                     **analysis.separation_indices(
+                         model.weight_out[r].detach().cpu().numpy(),
+                         model.recurrent_block("h", r).detach().cpu().numpy(), h[r], y[r],
+                         washout)})
+    return rows
+
+
 def pretrain(state: CohortState) -> None:
-    """The critic's pre-training: `n_sm_pretrain` SM steps on random batches."""
+    """The critics' pre-training: `n_sm_pretrain` SM steps on random batches."""
     config = state.config
     t = config.training
     chunk = max(t.n_sm_steps, 1)
@@ -155,28 +198,40 @@ def pretrain(state: CohortState) -> None:
 
 
 def epoch(state: CohortState) -> list[dict[str, float]]:
-    """`n_mm_steps` × (SM phase, MM step), then the test evaluation; the logged loss, MSE,
-    L2 and Î are means over the epoch's steps (one dict: the cohort is one run)."""
+    """`n_mm_steps` × (SM phase, MM step), then the test evaluation; each run's logged
+    loss, MSE, L2 and Î are means over the epoch's steps."""
     config = state.config
     t = config.training
+    runs = len(state.members)
     steps = []
     for _ in range(t.n_mm_steps):
-        mi = critic_phase(state, config, t.n_sm_steps) if t.n_sm_steps else float("nan")
-        steps.append({**model_step(state, config), "mi": mi})
-    logged = {key: float(np.mean([s[key] for s in steps])) for key in steps[0]}
-    return [{**logged, **test_evaluation(state.model, state.data["test"], config.task.washout,
-                                         state.device)}]
+        mi = (critic_phase(state, config, t.n_sm_steps) if t.n_sm_steps
+              else np.full(runs, np.nan))
+        steps.append([{**values, "mi": float(mi[r])}
+                      for r, values in enumerate(model_step(state, config))])
+    tests = test_evaluation(state.model, state.data["test"], config.task.washout, state.device)
+    return [{**tests[r], **{key: float(np.mean([s[r][key] for s in steps]))
+                            for key in steps[0][r]}} for r in range(runs)]
 
 
 SEPARATION_LOOP = Loop(task="separation", history_keys=HISTORY_KEYS, init=init_separation,
-                       pretrain=pretrain, epoch=epoch, postfix=("loss", "r2_mean", "mi"),
-                       max_runs=1)
+                       pretrain=pretrain, epoch=epoch, postfix=("loss", "r2_mean", "mi"))
 
 
 def train_separation(config: RunConfig, seed: int, root: Path | None = None,
                      progress: bool = True, stop_after: int | None = None,
                      on_epoch: Callable[[CohortState], None] | None = None,
                      device: str = "cpu") -> store.RunRecord | None:
-    """Train (or resume) one separation run; see `runs.train_run`."""
+    """Train (or resume) one separation run, a cohort of one; see `runs.train_run`."""
     return train_run(SEPARATION_LOOP, config, seed, root, progress, stop_after, on_epoch,
                      device)
+
+
+def train_separation_cohort(configs: Sequence[RunConfig], seeds: Sequence[int],
+                            root: Path | None = None, progress: bool = True,
+                            stop_after: int | None = None,
+                            on_epoch: Callable[[CohortState], None] | None = None,
+                            device: str = "cpu") -> list[Outcome]:
+    """Train (or resume) separation runs as one cohort; see `runs.train_cohort`."""
+    return train_cohort(SEPARATION_LOOP, configs, seeds, root, progress, stop_after, on_epoch,
+                        device)

@@ -131,9 +131,9 @@ def cohort_bytes_per_run(config: RunConfig) -> int:
         rnn = sequences * model.n_units * (steps + 2 * (task.n_learn + 1)
                                           + 2 * (task.n_transient + 1) + steps)
         rows = est.sample_fraction * task.batch_size * task.n_learn
-    else:
+    else:  # the fused GRU's forward and backward arrays (mifd.gru): ≈24 floats per unit-step
         sequences, steps = task.batch_size, task.seq_len
-        rnn = 4 * sequences * steps * model.n_units
+        rnn = 24 * sequences * steps * model.n_units
         rows = est.sample_fraction * sequences * steps
     critic = 2 * 4 * 2 * rows * est.hidden
     return int(4 * (rnn + critic))
@@ -143,16 +143,14 @@ def cohorts(runs: list[Run], size: int | None = None,
             memory_gb: float = DEFAULT_MEMORY_GB) -> list[list[int]]:
     """Group runs (by index) into cohorts: runs of one task whose settings differ only in
     the per-run fields, in grid order, at most `size` runs each (default: as many as fit in
-    `memory_gb` by `cohort_bytes_per_run`; separation trains one run at a time)."""
+    `memory_gb` by `cohort_bytes_per_run`)."""
     groups: dict[tuple[str, str], list[int]] = {}
     for i, run in enumerate(runs):
         groups.setdefault((run.config.task_name, run.config.cohort_key()), []).append(i)
     chunks = []
-    for (task, _), members in groups.items():
+    for members in groups.values():
         limit = size or max(1, int(memory_gb * 2**30 // cohort_bytes_per_run(
             runs[members[0]].config)))
-        if LOOPS[task].max_runs is not None:
-            limit = min(limit, LOOPS[task].max_runs)
         chunks.extend(members[start:start + limit] for start in range(0, len(members), limit))
     return chunks
 

@@ -7,6 +7,7 @@ from torch import nn
 from mifd.config import ModelConfig
 from mifd.gru import GRUIntegration
 from mifd.models import GRUNet
+from mifd.workspace import Workspace
 
 RUNS, BATCH, STEPS, N_IN, N = 3, 4, 9, 3, 6
 
@@ -74,7 +75,8 @@ def test_gru_integration_passes_gradcheck_with_the_initial_state():
     h0 = torch.randn(2, 2, N, dtype=torch.float64, requires_grad=True)
     params = [p.detach().clone().requires_grad_() for p in
               (model.weight_ih, model.bias_ih, model.weight_hh, model.bias_hh)]
-    assert torch.autograd.gradcheck(lambda h, *p: GRUIntegration.apply(inputs, h, *p),
+    workspaces = (Workspace(), Workspace())
+    assert torch.autograd.gradcheck(lambda h, *p: GRUIntegration.apply(inputs, h, *p, workspaces),
                                     (h0, *params))
 
 

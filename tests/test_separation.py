@@ -7,6 +7,8 @@ from mifd import analysis, separation, store
 from mifd.config import profile
 from mifd.models import GRUNet
 
+from conftest import assert_close_records
+
 SMOKE = profile("smoke", "separation")
 
 
@@ -111,6 +113,47 @@ def test_smoke_run_logs_every_epoch_and_resumes_identically(tmp_path):
         assert np.array_equal(values, resumed.history[key]), key
     assert resumed.provenance["sittings"] == [0, 1]
     assert store.is_complete(resumed.path)
+
+
+SEPARATION_COHORT = [(SMOKE.replace(**{"training.lambda_mi": lam}), seed)
+                     for seed in (3, 4) for lam in (0.005, 0.0)]
+
+
+def test_a_separation_cohort_equals_its_runs_trained_alone(tmp_path):
+    alone = [separation.train_separation(c, s, root=tmp_path / "alone", progress=False)
+             for c, s in SEPARATION_COHORT]
+    configs, seeds = zip(*SEPARATION_COHORT)
+    together = separation.train_separation_cohort(configs, seeds, root=tmp_path / "cohort",
+                                                  progress=False)
+    for record, reference in zip(together, alone):
+        assert record.provenance["cohort_runs"] == 4
+        assert_close_records(record, reference)
+    assert not np.allclose(together[0].history["loss"], together[1].history["loss"])  # λ
+    assert not np.allclose(together[0].history["loss"], together[2].history["loss"])  # seed
+
+
+def test_a_diverging_separation_run_fails_alone_and_the_cohort_goes_on(tmp_path):
+    configs, seeds = zip(*SEPARATION_COHORT[:2])
+
+    def poison_run_0(state):
+        if state.epoch == 1:
+            with torch.no_grad():
+                state.model.weight_out[0] = float("nan")
+
+    outcomes = separation.train_separation_cohort(configs, seeds, root=tmp_path, progress=False,
+                                                  on_epoch=poison_run_0)
+    assert isinstance(outcomes[0], str) and "loss became nan at epoch 2" in outcomes[0]
+    assert store.is_complete(outcomes[1].path)
+
+
+def test_r_squared_over_the_scored_steps_leaves_the_washout_out():
+    rng = np.random.default_rng(2)
+    targets = rng.normal(size=(2, 40, 6))
+    outputs = targets.copy()
+    outputs[:, :10] = 0.0  # wrong only in the washout
+    scored = separation.scores(targets, outputs, washout=10)
+    assert scored["r2_mean_scored"] == pytest.approx(1.0) and scored["test_mse"] == 0.0
+    assert scored["r2_mean"] < 0.9
 
 
 def test_chapter_5_trains_missing_smoke_runs_through_papermill(tmp_path):

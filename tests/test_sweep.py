@@ -224,7 +224,7 @@ def test_cohorts_group_runs_by_shared_settings_within_the_size_and_memory_bound(
     assert [len(c) for c in sweep.cohorts(sweep.grid("wm", ["book"], range(20), [0.1, 0.0]),
                                           memory_gb=10 * per_run / 2**30)] == [10] * 4
     separation = sweep.grid("separation", ["smoke"], [1, 2], [0.005, 0.0])
-    assert all(len(c) == 1 for c in sweep.cohorts(separation))
+    assert [len(c) for c in sweep.cohorts(separation)] == [4]  # both seeds, both λ
 
 
 def test_device_is_checked_and_plumbed():
