@@ -93,10 +93,11 @@ def test_table_and_bad_alternative():
 
 def _runs(n, shift, seed):
     rng = np.random.default_rng(seed)
-    cols = ("accuracy", "r2_mean", "mi", "Q_corr", "Q_str", "D_corr", "D_out", "D_in",
+    cols = ("accuracy", "r2_mean", "r2_mean_scored", "mi", "Q_corr", "Q_str", "D_corr", "D_out", "D_in",
             "r(d, d_out)", "r(d, d_in)", "NMI (correlations)")
-    return pd.DataFrame({c: rng.uniform(0, 0.2, n) + (0.85 if c in ("accuracy", "r2_mean") else 0)
-                         + (shift if c not in ("accuracy", "r2_mean", "mi") else -shift * (c == "mi"))
+    scores = ("accuracy", "r2_mean", "r2_mean_scored")
+    return pd.DataFrame({c: rng.uniform(0, 0.2, n) + (0.85 if c in scores else 0)
+                         + (shift if c not in (*scores, "mi") else -shift * (c == "mi"))
                          for c in cols})
 
 
