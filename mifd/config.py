@@ -195,6 +195,7 @@ class TrainingConfig(_Validated):
     clip_norm: float | None = field(default=4.0, metadata=_check("positive"))
     c_reg: float = field(default=0.01, metadata=_check("nonnegative"))
     c_reg_in: float = field(default=0.01, metadata=_check("nonnegative"))
+    c_l1: float = field(default=0.0, metadata=_check("nonnegative"))  # L1 on W_rec (mifd only)
     snapshot_every: int = field(default=25, metadata=_check("positive"))
 
     def __post_init__(self) -> None:
@@ -212,9 +213,9 @@ _SECTIONS = {
     "training": TrainingConfig,
 }
 # One number per run: runs that differ only in these (and the seed) train as one cohort.
-PER_RUN_FIELDS = ("training.lambda_mi",)
+PER_RUN_FIELDS = ("training.lambda_mi", "training.c_l1")
 # (section, field): default, for every field added after the first records were stored.
-_LATER_FIELDS = {("estimator", "precision"): "float32"}
+_LATER_FIELDS = {("estimator", "precision"): "float32", ("training", "c_l1"): 0.0}
 _TASK_CONFIG = {"wm": WMTaskConfig, "separation": SeparationTaskConfig}
 _TASK_MODEL = {"wm": "leaky_rnn", "separation": "gru"}  # SPEC §2: the model of each task
 
@@ -483,7 +484,7 @@ _SOURCES: dict[str, dict[str, str]] = {
         "training.rmsprop_eps_inside_sqrt": "unused with Adam",
     },
 }
-_MIFD_FIELDS = ("estimator.sample_fraction", "estimator.precision")
+_MIFD_FIELDS = ("estimator.sample_fraction", "estimator.precision", "training.c_l1")
 
 
 def setting_source(task_name: str, dotted: str) -> str:

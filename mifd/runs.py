@@ -213,6 +213,12 @@ def draw_normal(first: list[torch.Tensor], second: list[torch.Tensor],
         list(pool.map(fill, range(len(generators))))
 
 
+def l1_penalty(state: CohortState, w_rec: torch.Tensor) -> torch.Tensor:
+    """c_L1,r · ‖W_rec,r‖₁ for every run r, (R,): the sparsity penalty on the recurrent
+    weights w_rec (R, …) with each run's `training.c_l1` (zero by default; mifd only)."""
+    return state.per_run("training.c_l1") * w_rec.abs().flatten(1).sum(1)
+
+
 def reused_array(state: CohortState, shape: tuple[int, ...]) -> torch.Tensor:
     """A float32 array of `shape` on the cohort's device, kept in `state.data` and handed out
     again at the next call with the same shape (its contents are overwritten by the caller:
@@ -365,6 +371,8 @@ def train_cohort(
     epochs = state.config.training.epochs
     for member in state.members:
         member.sittings.append(state.epoch)
+        for key in loop.history_keys:  # a name logged since the checkpoint was written
+            member.history.setdefault(key, [float("nan")] * state.epoch)
     lambdas = sorted({m.config.training.lambda_mi for m in state.members})
     bar = tqdm(total=epochs, initial=state.epoch, disable=not progress, unit="epoch",
                desc=f"{loop.task} {len(state.members)} run(s) λ={','.join(f'{v:g}' for v in lambdas)}")

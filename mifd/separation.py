@@ -8,11 +8,12 @@ without gradient), and Î is
 evaluated once more with the updated critic on the last of those batches (the epoch's
 "mi" is the mean of these). The MM step, on a fresh batch, minimises
 
-    MSE over t ≥ washout + λ Î + c_reg (‖W_hh‖² + ‖W_out‖²) + c_reg_in ‖W_ih‖²
+    MSE over t ≥ washout + λ Î + c_reg (‖W_hh‖² + ‖W_out‖²) + c_reg_in ‖W_ih‖² + c_L1 ‖W_hh‖₁
 
 with Adam and no clipping, Î taken over all steps of the hidden states h with Gaussian noise
 of std `estimator.noise_std` added to both groups. (SPEC's λ_L2 covers W_ih and W_hh and
-λ_out covers W_out; both are 1e-5 in the paper, so the two groupings give the same loss.)
+λ_out covers W_out; both are 1e-5 in the paper, so the two groupings give the same loss.
+c_L1 = 0 by default: the sparsity penalty on all three gates' recurrent kernel is mifd's.)
 The cohort minimises the sum of its runs' losses, each with its own λ. After every epoch
 each network is evaluated on the fixed test set: test MSE, R² per output over all steps
 (as the authors score it) and over t ≥ washout (as the loss sees it), and the indices of
@@ -32,13 +33,13 @@ from .mine import make_critic_optimizer
 from .mine import critic_step as _critic_step
 from .models import GRUNet, split_groups
 from .optim import make_optimizer
-from .runs import (CohortState, Loop, Outcome, build_networks, draw_normal, reused_array,
-                   train_cohort, train_run)
+from .runs import (CohortState, Loop, Outcome, build_networks, draw_normal, l1_penalty,
+                   reused_array, train_cohort, train_run)
 from .tasks import held_out_indices, separation_batch
 
 N_OUTPUTS = 6
 HISTORY_KEYS = (
-    "loss", "mse", "mi", "l2", "test_mse", "r2_mean", "r2_min",
+    "loss", "mse", "mi", "l2", "l1", "test_mse", "r2_mean", "r2_min",
     *(f"r2_{k}" for k in range(N_OUTPUTS)), "r2_mean_scored", "r2_min_scored",
     "Q_corr", "Q_str", "D_corr", "D_out",
 )
@@ -121,8 +122,8 @@ def l2_penalty(model: GRUNet, config: RunConfig) -> torch.Tensor:
 
 
 def model_step(state: CohortState, config: RunConfig) -> list[dict[str, float]]:
-    """One MM step for every run on a fresh batch; returns each run's MSE (t ≥ washout), L2
-    and total loss. The cohort minimises the sum of the runs' losses (they share no
+    """One MM step for every run on a fresh batch; returns each run's MSE (t ≥ washout), L2,
+    L1 and total loss. The cohort minimises the sum of the runs' losses (they share no
     parameter); λ_r = 0 adds nothing to run r's loss or gradient, but Î is evaluated for
     every run, so a control draws from its streams what it would in any cohort."""
     washout = config.task.washout
@@ -130,7 +131,8 @@ def model_step(state: CohortState, config: RunConfig) -> list[dict[str, float]]:
     h, y = state.model(inputs)
     mse = (y[:, :, washout:] - targets[:, :, washout:]).square().mean(dim=(1, 2, 3))
     l2 = l2_penalty(state.model, config)
-    loss = mse + l2
+    l1 = l1_penalty(state, state.model.weight_hh)
+    loss = mse + l2 + l1
     lambdas = state.per_run("training.lambda_mi")
     for p in state.estimator.parameters():
         p.requires_grad_(False)
@@ -147,7 +149,7 @@ def model_step(state: CohortState, config: RunConfig) -> list[dict[str, float]]:
     state.model_opt.zero_grad(set_to_none=True)
     loss.sum().backward()
     state.model_opt.step()
-    columns = {"mse": mse, "l2": l2, "loss": loss}
+    columns = {"mse": mse, "l2": l2, "l1": l1, "loss": loss}
     values = {k: v.detach().cpu().tolist() for k, v in columns.items()}
     return [{k: v[r] for k, v in values.items()} for r in range(len(state.members))]
 

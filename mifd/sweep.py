@@ -92,8 +92,10 @@ class Run:
 
     @property
     def label(self) -> str:
+        c_l1 = self.config.training.c_l1
         return (f"{self.config.task_name} {self.config.profile} "
-                f"λ={self.config.training.lambda_mi:g} seed {self.seed}")
+                f"λ={self.config.training.lambda_mi:g}{f' c_L1={c_l1:g}' if c_l1 else ''} "
+                f"seed {self.seed}")
 
 
 def grid(task: str, profiles: Iterable[str], seeds: Iterable[int],
@@ -437,6 +439,11 @@ def command(records: dict[str, list]) -> str:
                for section, fields in config.to_dict().items() if isinstance(fields, dict)
                for name, value in fields.items()
                if f"{section}.{name}" not in RunConfig.per_run_fields() and base[section][name] != value]
+    for dotted in RunConfig.per_run_fields():  # per-run settings but λ: their values as a list
+        section, name = dotted.split(".")
+        values = sorted({getattr(getattr(r.config, section), name) for r in runs})
+        if dotted != "training.lambda_mi" and values != [base[section][name]]:
+            changes.append(f"--set {dotted}=" + ",".join(f"{v:g}" for v in values))
     lambdas = sorted({r.config.training.lambda_mi for r in runs}, reverse=True)
     return " ".join([f"mifd sweep {config.task_name} --profile {base_name}",
                      f"--seeds {_seed_ranges(r.seed for r in runs)}",

@@ -5,7 +5,9 @@ One epoch: `n_sm_steps` critic (SM) steps, each on a fresh batch started from x0
 maximise the MINE estimate Î between the two groups' rates; then one model (MM) step, on a
 fresh batch started from x0 ~ N(0, I), that minimises, for each run r,
 
-    MSE_r + c_reg (‖W_rec‖² + ‖W_out‖²) + c_reg_in ‖W_in‖² + λ_r Î_r.
+    MSE_r + c_reg (‖W_rec‖² + ‖W_out‖²) + c_reg_in ‖W_in‖² + c_L1,r ‖W_rec‖₁ + λ_r Î_r
+
+(c_L1 = 0 by default: the sparsity penalty is mifd's, for chapter 6).
 
 The cohort minimises the sum over runs; runs share no parameter, so each run's gradient is
 exactly its own. With λ_r = 0 (a control) everything else is identical and Î_r is only
@@ -26,13 +28,13 @@ from .config import RunConfig
 from .mine import critic_step, make_critic_optimizer
 from .models import LeakyRNN, split_groups
 from .optim import clip_per_tensor_norm, make_optimizer
-from .runs import (CohortState, Loop, Outcome, build_networks, draw_normal, reused_array,
-                   train_cohort, train_run)
+from .runs import (CohortState, Loop, Outcome, build_networks, draw_normal, l1_penalty,
+                   reused_array, train_cohort, train_run)
 from .tasks import wm_from_onsets, wm_onsets
 
 HISTORY_KEYS = (
     "mse", "accuracy", "accuracy_bit1", "accuracy_bit2", "mi_before", "mi_after", "l2",
-    "loss", "grad_norm",
+    "l1", "loss", "grad_norm",
 )
 
 
@@ -132,6 +134,7 @@ def model_phase_step(state: CohortState) -> list[dict[str, float]]:
     x, z, y = _segment(state, x0_normal=True, grad=True)
     mse = (z - y).square().mean(dim=(1, 2, 3))
     l2 = l2_penalty(state.model, config)
+    l1 = l1_penalty(state, state.model.w_rec)
     g1, g2 = split_groups(torch.tanh(x))
     lambdas = state.per_run("training.lambda_mi")
     for p in state.estimator.parameters():
@@ -140,11 +143,11 @@ def model_phase_step(state: CohortState) -> list[dict[str, float]]:
         if bool((lambdas > 0).any()):
             mi = state.estimator(g1, g2, state.generators)
             # λ_r = 0 adds nothing to run r's loss or gradient (a control in the cohort)
-            loss = mse + l2 + torch.where(lambdas > 0, lambdas * mi, 0.0)
+            loss = mse + l2 + l1 + torch.where(lambdas > 0, lambdas * mi, 0.0)
         else:
             with torch.no_grad():
                 mi = state.estimator(g1, g2, state.generators)
-            loss = mse + l2
+            loss = mse + l2 + l1
     finally:
         for p in state.estimator.parameters():
             p.requires_grad_(True)
@@ -158,7 +161,7 @@ def model_phase_step(state: CohortState) -> list[dict[str, float]]:
     state.model_opt.step()
     acc = accuracy(z.detach(), y)
     columns = {"mse": mse, "accuracy": acc.mean(-1), "accuracy_bit1": acc[:, 0],
-               "accuracy_bit2": acc[:, 1], "mi_after": mi, "l2": l2, "loss": loss,
+               "accuracy_bit2": acc[:, 1], "mi_after": mi, "l2": l2, "l1": l1, "loss": loss,
                "grad_norm": grad_norm}
     values = {k: v.detach().cpu().tolist() for k, v in columns.items()}
     return [{k: v[r] for k, v in values.items()} for r in range(len(state.members))]

@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -44,6 +45,22 @@ def test_hash_changes_with_any_setting():
     config = profile("paper", "wm")
     assert config.replace(**{"training.lambda_mi": 0.0}).config_hash() != config.config_hash()
     assert config.replace(**{"task.pulse_length": 41}).config_hash() != config.config_hash()
+
+
+def test_the_l1_strength_is_validated_and_enters_the_hash_only_when_set():
+    config = profile("book", "wm")
+    sparse = config.replace(**{"training.c_l1": 1e-4})
+    assert sparse.config_hash() != config.config_hash()
+    assert sparse.cohort_key() == config.cohort_key()  # one number per run: same cohort
+    with pytest.raises(ValueError, match="c_l1"):
+        config.replace(**{"training.c_l1": -1e-4})
+    # every stored record, written before c_l1 existed, keeps its directory's hash
+    root = Path(__file__).resolve().parent.parent / "results"
+    stored = list(root.glob("*/*/seed-*/config.json"))
+    assert stored
+    for path in stored:
+        meta = json.loads(path.read_text())
+        assert RunConfig.from_dict(meta["config"]).config_hash() == path.parent.parent.name
 
 
 def test_replace_marks_profile_custom_and_leaves_original():

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -259,3 +260,6 @@ def test_describe_names_hashes_seeds_and_the_command_that_makes_them(tmp_path):
     assert "seeds 1-2, 4" in text and "profile `smoke+custom`" in text
     assert sweep.command(records) == (
         "mifd sweep wm --profile smoke --seeds 1-2 4 --lambda-mi 0.1 0 --set training.epochs=3")
+    sparse = {"L1": [SimpleNamespace(config=base.replace(**{"training.c_l1": c}), seed=1)
+                     for c in (1e-3, 0.0)]}
+    assert sweep.command(sparse).endswith("--set training.epochs=3 --set training.c_l1=0,0.001")

@@ -103,6 +103,29 @@ def test_mi_penalty_reaches_the_model_when_lambda_positive():
     assert not all(torch.equal(a, b) for a, b in zip(plain, scrambled))
 
 
+def test_the_l1_penalty_pulls_each_run_by_its_own_strength():
+    configs = [SMOKE.replace(**{"training.c_l1": c}) for c in (0.01, 0.0)]
+    state = train.init_wm(configs, [3, 3])
+    w_rec = state.model.w_rec
+    runs.l1_penalty(state, w_rec).sum().backward()
+    assert torch.equal(w_rec.grad[0], 0.01 * torch.sign(w_rec.detach()[0]))
+    assert not w_rec.grad[1].any()
+    before = 0.01 * w_rec.detach()[0].abs().sum().item()
+    logged = train.model_phase_step(state)  # logs the values before its update
+    assert logged[0]["l1"] == pytest.approx(before, rel=1e-5)
+    assert logged[1]["l1"] == 0.0
+
+
+def test_a_strong_l1_penalty_makes_the_recurrent_weights_sparser():
+    norms = []
+    for c_l1 in (0.0, 0.05):
+        state = train.init_wm(SMOKE.replace(**{"training.c_l1": c_l1}), 3)
+        for _ in range(5):
+            train.model_phase_step(state)
+        norms.append(state.model.w_rec.detach().abs().sum().item())
+    assert norms[1] < 0.97 * norms[0]
+
+
 def test_accuracy_follows_spec_rounding():
     y = torch.tensor([[[1.0, -1.0], [0.0, 0.2], [-0.3, -0.5]]])
     z = torch.tensor([[[0.5, -0.1], [-0.2, 0.3], [-0.1, -0.5]]])
