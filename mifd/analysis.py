@@ -212,16 +212,38 @@ def input_strengths(w_in: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return tuple(magnitude[list(rows)].sum(axis=0) for rows in BIT_ROWS)
 
 
+def weight_differences(parameters: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each unit's preference of its output and input weights for bit 1 over bit 2, (N,) each:
+    d_out = |W_out[i,1]| − |W_out[i,2]| and d_in = Σ|W_in bit 1| − Σ|W_in bit 2|."""
+    w_out = np.abs(parameters["w_out"])
+    bit1, bit2 = input_strengths(parameters["w_in"])
+    return {"d_out = |W_out[i,1]| − |W_out[i,2]|": w_out[:, 0] - w_out[:, 1],
+            "d_in = Σ|W_in bit 1| − Σ|W_in bit 2|": bit1 - bit2}
+
+
+ALIGNMENT_COLUMNS = ("r(d, d_out)", "r(d, d_in)")
+
+
+def weight_alignment(parameters: dict[str, np.ndarray], c: np.ndarray) -> dict[str, float]:
+    """Pearson r of the functional preference d_i (from the (N, 2) target correlations `c`)
+    with each weight difference: {"r(d, d_out)": r, "r(d, d_in)": r}."""
+    d = correlation_difference(c)
+    return dict(zip(ALIGNMENT_COLUMNS, (pearson_r(d, diff)
+                                        for diff in weight_differences(parameters).values())))
+
+
 def wm_indices(parameters: dict[str, np.ndarray], x: np.ndarray, targets: np.ndarray,
                n_transient: int) -> dict[str, float]:
     """All differentiation indices of one working-memory network (SPEC §6.3–6.4).
 
     parameters: {"w_in" (4, N), "w_rec" (N, N), "w_out" (N, 2), …}; x, targets: a replayed
     batch (B, T, N) and (B, T, 2). Returns Q_str and Q_nom_str on W_rec, Q_corr and
-    Q_nom_corr on the neuron correlation matrix, and D_corr, D_in, D_out.
+    Q_nom_corr on the neuron correlation matrix, D_corr, D_in, D_out, and the weights'
+    alignment with function (`weight_alignment`).
     """
     groups = two_groups(x.shape[-1])
-    c = np.abs(target_correlations(x, targets, n_transient))
+    signed = target_correlations(x, targets, n_transient)
+    c = np.abs(signed)
     w_out = np.abs(parameters["w_out"])
     q_str = modularity(symmetrised_weights(parameters["w_rec"], negative="abs"), groups)
     q_corr = modularity(symmetrised_weights(neuron_correlations(x, n_transient), negative="abs"),
@@ -231,6 +253,7 @@ def wm_indices(parameters: dict[str, np.ndarray], x: np.ndarray, targets: np.nda
         "D_corr": d_index(c[:, 0], c[:, 1], groups),
         "D_in": d_index(*input_strengths(parameters["w_in"]), groups),
         "D_out": d_index(w_out[:, 0], w_out[:, 1], groups),
+        **weight_alignment(parameters, signed),
     }
 
 

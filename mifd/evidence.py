@@ -49,38 +49,6 @@ def wm_finals(courses: pd.DataFrame, records: dict[str, list],
     return finals.reset_index(drop=True)
 
 
-def weight_differences(parameters: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Each unit's preference of its output and input weights for bit 1 over bit 2, (N,) each:
-    d_out = |W_out[i,1]| − |W_out[i,2]| and d_in = Σ|W_in bit 1| − Σ|W_in bit 2|."""
-    w_out = np.abs(parameters["w_out"])
-    bit1, bit2 = analysis.input_strengths(parameters["w_in"])
-    return {"d_out = |W_out[i,1]| − |W_out[i,2]|": w_out[:, 0] - w_out[:, 1],
-            "d_in = Σ|W_in bit 1| − Σ|W_in bit 2|": bit1 - bit2}
-
-
-def weight_alignment(parameters: dict[str, np.ndarray], c: np.ndarray) -> dict[str, float]:
-    """Pearson r of the functional preference d_i (from the (N, 2) target correlations `c`)
-    with each weight difference: {"r(d, d_out)": r, "r(d, d_in)": r}."""
-    d = analysis.correlation_difference(c)
-    return {f"r(d, {name.split(' =')[0]})": analysis.pearson_r(d, diff)
-            for name, diff in weight_differences(parameters).items()}
-
-
-def final_alignment(record, seed: int) -> dict[str, float]:
-    """`weight_alignment` of a working-memory run's final parameters on the fresh batch drawn
-    from `seed`."""
-    parameters = evaluate.final_parameters(record.snapshots)
-    replay = evaluate.replay_wm(record.config, parameters, seed)
-    c = analysis.target_correlations(replay.x, replay.targets, record.config.task.n_transient)
-    return weight_alignment(parameters, c)
-
-
-def wm_alignment(records: dict[str, list], seed: int) -> pd.DataFrame:
-    """One row per run: condition, seed and `final_alignment`'s r columns."""
-    return pd.DataFrame([{"condition": label, "seed": r.seed, **final_alignment(r, seed)}
-                         for label, runs in records.items() for r in runs])
-
-
 def wm_lags(courses: pd.DataFrame, condition: str, pairs=(("Q_corr", "Q_str"),)) -> dict[str, pd.DataFrame]:
     """`analysis.precedence_lags` of the runs of one condition, per (functional, structural)
     pair: {"Q_corr → Q_str": table with a row per run ("seed N")}."""
@@ -89,27 +57,30 @@ def wm_lags(courses: pd.DataFrame, condition: str, pairs=(("Q_corr", "Q_str"),))
     return {f"{f} → {s}": analysis.precedence_lags(runs, f, s) for f, s in pairs}
 
 
-def wm_verdicts(finals: pd.DataFrame, alignment: pd.DataFrame, courses: pd.DataFrame,
-                mi_label: str, control_label: str, seeds=None) -> pd.DataFrame:
+def wm_verdicts(finals: pd.DataFrame, courses: pd.DataFrame, mi_label: str, control_label: str,
+                seeds=None) -> pd.DataFrame:
     """The working-memory claims table (`claims.wm_claims`): the runs of condition `mi_label`
     against those of `control_label`, on the runs of `seeds` (all when None)."""
     if seeds is not None:
         finals, courses = (t[t["seed"].isin(list(seeds))] for t in (finals, courses))
-    runs = finals.merge(alignment, on=["condition", "seed"])
-    return claims.table(claims.wm_claims(runs[runs["condition"] == mi_label],
-                                         runs[runs["condition"] == control_label],
+    return claims.table(claims.wm_claims(finals[finals["condition"] == mi_label],
+                                         finals[finals["condition"] == control_label],
                                          wm_lags(courses, mi_label)["Q_corr → Q_str"]))
 
 
 @dataclass(frozen=True)
 class WMEvidence:
     """Everything the working-memory claims rest on: `courses` (a row per run and snapshot),
-    `finals` (a row per run), `alignment` (a row per run), `verdicts` (the claims table)."""
+    `finals` (a row per run), `verdicts` (the claims table)."""
 
     courses: pd.DataFrame
     finals: pd.DataFrame
-    alignment: pd.DataFrame
     verdicts: pd.DataFrame
+
+    @property
+    def alignment(self) -> pd.DataFrame:
+        """A row per run: condition, seed and the final weight alignment r(d, d_out), r(d, d_in)."""
+        return self.finals[["condition", "seed", *analysis.ALIGNMENT_COLUMNS]]
 
 
 def wm_evidence(records: dict[str, list], seed: int, differentiation_q: float = claims.STRUCTURAL_Q,
@@ -117,9 +88,7 @@ def wm_evidence(records: dict[str, list], seed: int, differentiation_q: float = 
     """The working-memory evidence of `records` ({MI label: runs, control label: runs})."""
     courses = wm_courses(records, seed, legacy_bias_restore)
     finals = wm_finals(courses, records, differentiation_q)
-    alignment = wm_alignment(records, seed)
-    return WMEvidence(courses, finals, alignment,
-                      wm_verdicts(finals, alignment, courses, *list(records)[:2]))
+    return WMEvidence(courses, finals, wm_verdicts(finals, courses, *list(records)[:2]))
 
 
 # --- chaotic separation --------------------------------------------------------------------

@@ -12,11 +12,11 @@ def test_weight_differences_and_alignment_by_hand():
     w_in = np.zeros((4, 3))
     (on1, off1), (on2, off2) = analysis.BIT_ROWS
     w_in[on1], w_in[off2] = [1.0, 0.0, 2.0], [0.0, 3.0, -1.0]
-    d = evidence.weight_differences({"w_out": w_out, "w_in": w_in})
+    d = analysis.weight_differences({"w_out": w_out, "w_in": w_in})
     np.testing.assert_allclose(list(d.values())[0], [1.0, -2.0, 0.0])
     np.testing.assert_allclose(list(d.values())[1], [1.0, -3.0, 1.0])
     c = np.array([[0.9, 0.1], [0.1, -0.8], [0.4, 0.5]])  # d = 0.8, −0.7, −0.1
-    r = evidence.weight_alignment({"w_out": w_out, "w_in": w_in}, c)
+    r = analysis.weight_alignment({"w_out": w_out, "w_in": w_in}, c)
     assert r["r(d, d_out)"] == pytest.approx(np.corrcoef([0.8, -0.7, -0.1], [1, -2, 0])[0, 1])
     assert set(r) == {"r(d, d_out)", "r(d, d_in)"}
 
@@ -45,11 +45,17 @@ def test_wm_evidence_tables_agree_with_the_records(smoke_records):
     assert (ev.finals["differentiated"] == ev.finals["success"]).all()
     # the verdicts are the claim rules applied to these tables, MI against control
     expected = claims.table(claims.wm_claims(
-        ev.finals[ev.finals["condition"] == "MI"].merge(ev.alignment, on=["condition", "seed"]),
-        ev.finals[ev.finals["condition"] == "control"].merge(ev.alignment, on=["condition", "seed"]),
+        ev.finals[ev.finals["condition"] == "MI"], ev.finals[ev.finals["condition"] == "control"],
         evidence.wm_lags(ev.courses, "MI")["Q_corr → Q_str"]))
+    # the final alignment is the last snapshot's, computed on the same replay as its indices
+    parameters = evaluate.final_parameters(record.snapshots)
+    replay = evaluate.replay_wm(record.config, parameters, 0)
+    c = analysis.target_correlations(replay.x, replay.targets, record.config.task.n_transient)
+    expected_r = analysis.weight_alignment(parameters, c)
+    for name in analysis.ALIGNMENT_COLUMNS:
+        assert row[name] == pytest.approx(expected_r[name], nan_ok=True)
     pd.testing.assert_frame_equal(ev.verdicts, expected)
-    one = evidence.wm_verdicts(ev.finals, ev.alignment, ev.courses, "MI", "control", seeds=[2])
+    one = evidence.wm_verdicts(ev.finals, ev.courses, "MI", "control", seeds=[2])
     tested = one[one["rule"].str.contains("exact")]
     assert len(tested) and (tested["verdict"] == "not decidable").all()  # 1 run against 1
 
