@@ -98,10 +98,10 @@ def measure(name: str, fraction: float) -> dict[str, float]:
     inputs, _ = separation._batch(state, config, n_seq)
     scale = t.n_sm_steps * b / n_seq
     with torch.no_grad():
-        batched = _seconds(lambda: state.model.hidden(inputs[None])) * scale
-        separate = _seconds(lambda: [state.model.hidden(x[None], reuse_buffers=True)
-                                     for x in inputs.split(b)]) * scale
-        h = state.model.hidden(inputs[:b][None])
+        batched = _seconds(lambda: state.model.hidden(inputs)) * scale
+        separate = _seconds(lambda: [state.model.hidden(x, reuse_buffers=True)
+                                     for x in inputs.split(b, dim=1)]) * scale
+        h = state.model.hidden(inputs[:, :b])
     timed_steps = min(t.n_sm_steps, 3)
     critic = _seconds(lambda: [separation._critic_step(
         state.estimator, state.critic_opt, *separation.noisy_groups(state, config, h),
