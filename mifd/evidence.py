@@ -105,6 +105,23 @@ def separation_nmi(record, replay: evaluate.SeparationReplay) -> dict[str, float
             for name, m in matrices.items()}
 
 
+def half_preferences(replays: dict) -> pd.DataFrame:
+    """Which system each half leans towards, per run: the mean over G1's units and over G2's
+    of C^L_i − C^R_i (mean |corr| with the Lorenz outputs minus with the Rössler outputs, all
+    steps of the test set), whether the two halves lean towards different systems, and the
+    units' mean (C^L_i + C^R_i)/2 for scale.
+    `replays`: {(condition, seed): SeparationReplay}; one row per run."""
+    rows = []
+    for (label, seed), replay in replays.items():
+        groups = analysis.two_groups(replay.h.shape[-1])
+        c_l, c_r = analysis.system_strengths(analysis.output_correlations(replay.h, replay.y, 0))
+        g1, g2 = ((c_l - c_r)[groups == k].mean() for k in (0, 1))
+        rows.append({"condition": label, "seed": seed, "G1: C^L − C^R": g1,
+                     "G2: C^L − C^R": g2, "halves lean apart": bool(np.sign(g1) != np.sign(g2)),
+                     "mean C": float((c_l + c_r).mean() / 2)})
+    return pd.DataFrame(rows)
+
+
 def separation_finals(records: dict[str, list], replays: dict | None = None) -> pd.DataFrame:
     """One row per run: the final network's test R² (mean and smallest over outputs) over
     all steps and over t ≥ washout (`separation.scores` on the test set), the last epoch's Î

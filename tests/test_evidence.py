@@ -75,3 +75,19 @@ def test_separation_finals_carry_nmi_and_the_last_epoch(tmp_path):
     assert len(courses) == len(record.history["loss"]) and list(courses["epoch"])[0] == 1
     table = evidence.separation_verdicts(finals, courses, "MI", "control")
     assert table.loc[0, "claim"] == "high performance"
+
+
+def test_half_preferences_tell_a_lorenz_rossler_split_from_a_shared_lean():
+    rng = np.random.default_rng(5)
+    b, t = 2, 2000
+    lorenz, rossler = rng.normal(size=(b, t, 1)), rng.normal(size=(b, t, 1))
+    y = np.concatenate([lorenz + 0.05 * rng.normal(size=(b, t, 3)),
+                        rossler + 0.05 * rng.normal(size=(b, t, 3))], axis=-1)
+    noise = lambda: 0.3 * rng.normal(size=(b, t, 3))
+    split = np.concatenate([lorenz + noise(), rossler + noise()], axis=-1)   # G1 Lorenz, G2 Rössler
+    shared = np.concatenate([lorenz + noise(), lorenz + noise()], axis=-1)   # both halves Lorenz
+    replays = {(name, 1): evaluate.SeparationReplay(None, None, h, y)
+               for name, h in (("split", split), ("shared", shared))}
+    table = evidence.half_preferences(replays).set_index("condition")
+    assert table.loc["split", "halves lean apart"] and not table.loc["shared", "halves lean apart"]
+    assert table.loc["split", "G1: C^L − C^R"] > 0.5 > -0.5 > table.loc["split", "G2: C^L − C^R"]
