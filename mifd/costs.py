@@ -28,9 +28,9 @@ def chapter_times(staged: Path) -> pd.DataFrame:
 
 def stored_runs(root: Path | None = None) -> pd.DataFrame:
     """One row per complete record under `root` (default: the repository's results/): task,
-    profile, config hash, seed, λ, epochs, the cohort's wall-clock seconds, torch threads, runs
-    in its cohort, and "core-hours": the run's share of the cores, train_seconds × threads /
-    cohort runs / 3600 (a cohort's runs train together, so its wall time is shared)."""
+    profile, config hash, seed, λ, epochs, the run's training seconds (its share of its
+    cohort's wall-clock time: `runs.Member.seconds`), torch threads, runs in its cohort, and
+    "core-hours", train seconds × threads / 3600."""
     root = Path(root) if root is not None else store.RESULTS
     rows = []
     for provenance in sorted(root.glob("*/*/seed-*/provenance.json")):
@@ -46,7 +46,7 @@ def stored_runs(root: Path | None = None) -> pd.DataFrame:
             "config hash": meta["config_hash"], "seed": int(meta["seed"]),
             "lambda": config["training"]["lambda_mi"], "epochs": config["training"]["epochs"],
             "train seconds": float(prov["train_seconds"]), "threads": threads, "cohort runs": cohort,
-            "core-hours": float(prov["train_seconds"]) * threads / cohort / 3600,
+            "core-hours": float(prov["train_seconds"]) * threads / 3600,
             "commit": str(prov.get("git_commit", ""))[:7],
             "cpu": _cpu_name(prov),
         })

@@ -1,5 +1,6 @@
 """The cost page's measurements: stored runs' machine time, chapter times, benchmark tables."""
 import json
+import time
 
 import pytest
 
@@ -7,23 +8,29 @@ from mifd import costs, train
 from mifd.config import profile
 
 
-def test_stored_runs_share_a_cohorts_time_among_its_runs(tmp_path):
+def test_stored_runs_count_each_runs_share_of_its_cohort_once(tmp_path):
     config = profile("smoke", "wm")
-    record = train.train_wm(config, 4, root=tmp_path, progress=False)
+    started = time.perf_counter()
+    records = train.train_wm_cohort([config, config.replace(**{"training.lambda_mi": 0.0})],
+                                    [4, 4], root=tmp_path, progress=False)
+    wall = time.perf_counter() - started
+    record = records[0]
     provenance = record.path / "provenance.json"
     runs = costs.stored_runs(tmp_path)
-    assert len(runs) == 1 and runs.loc[0, "seed"] == 4 and runs.loc[0, "task"] == "wm"
+    assert len(runs) == 2 and set(runs["seed"]) == {4} and set(runs["task"]) == {"wm"}
     p = json.loads(provenance.read_text())
-    assert runs.loc[0, "core-hours"] == pytest.approx(
-        p["train_seconds"] * p["torch_threads"] / p.get("cohort_runs", 1) / 3600)
+    assert p["cohort_runs"] == 2
+    # train_seconds is already the run's share: the two shares add up to the cohort's time
+    assert runs["train seconds"].sum() <= wall
+    assert runs.loc[0, "core-hours"] == pytest.approx(p["train_seconds"] * p["torch_threads"] / 3600)
     from mifd import store
     cpu = store.cpu()
     assert runs.loc[0, "cpu"] == f"{cpu['model_name']} {cpu['family_model_stepping']}".strip()
     summary = costs.profile_costs(runs)
-    assert summary.loc[0, "runs"] == 1 and summary.loc[0, "epochs"] == config.training.epochs
+    assert summary["runs"].sum() == 2 and set(summary["epochs"]) == {config.training.epochs}
     assert costs.retraining(runs, [runs.loc[0, "config hash"]], 3) == pytest.approx(3 * runs.loc[0, "core-hours"])
     (record.path / "manifest.json").unlink()          # incomplete: not counted
-    assert costs.stored_runs(tmp_path).empty
+    assert len(costs.stored_runs(tmp_path)) == 1
 
 
 def test_chapter_times_read_papermills_metadata(tmp_path):
