@@ -431,6 +431,20 @@ def profile(name: str, task_name: str) -> RunConfig:
     return dataclasses.replace(config, profile=name)
 
 
+def sequence_length(config: RunConfig, seq_len: int) -> RunConfig:
+    """A separation configuration whose sequences have `seq_len` samples after the discarded
+    transient, at the paper's sampling interval: n_samples = n_discard + seq_len, and both
+    systems' integration spans scaled with n_samples (the `book` profile shortens them so)."""
+    if config.task_name != "separation":
+        raise ValueError("sequence_length: only separation configurations have sequences to set")
+    paper = profile("paper", "separation").task
+    n_samples = config.task.n_discard + seq_len
+    return config.replace(**{
+        "task.n_samples": n_samples,
+        "task.lorenz_t_end": paper.lorenz_t_end * n_samples / paper.n_samples,
+        "task.rossler_t_end": paper.rossler_t_end * n_samples / paper.n_samples})
+
+
 def deviation_rows(name: str, task_name: str) -> list[tuple[str, Any, Any]]:
     """(setting, paper value, profile value) for every setting where `name` differs from paper."""
     paper = _paper(task_name)

@@ -105,6 +105,20 @@ def benchmark_tables(readme: Path) -> dict[str, list[pd.DataFrame]]:
     return tables
 
 
+def benchmark_value(readme: Path, script: str, row: str, column: str) -> str:
+    """One cell of a benchmarks README: in the section of `script` (its title starts with the
+    script's name in backticks), the first table row whose first cell is `row`, column
+    `column` (as written, e.g. "90.9 s"); KeyError when there is none."""
+    for section, tables in benchmark_tables(readme).items():
+        if section.startswith(f"`{script}`"):
+            for table in tables:
+                if column in table.columns:
+                    hits = table.loc[table.iloc[:, 0] == row, column]
+                    if len(hits):
+                        return str(hits.iloc[0])
+    raise KeyError(f"{readme}: no {row!r} / {column!r} in the section of {script}")
+
+
 def benchmark_machine(readme: Path, section: str) -> str:
     """The paragraph of a benchmarks README section that says where its tables were measured
     (it starts "Run on" or "Same machine"), as one line; "" when the section has none."""

@@ -9,11 +9,14 @@ the condition with MI minimisation, the second its control (the order of
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from . import analysis, claims, evaluate, separation
+from . import analysis, claims, evaluate, separation, store, sweep
+from .config import RunConfig, sequence_length
 
 WM_INDICES = ("Q_corr", "Q_str", "D_corr", "D_in", "D_out")
 SEPARATION_INDICES = ("Q_corr", "Q_str", "D_corr", "D_out")
@@ -120,6 +123,53 @@ def half_preferences(replays: dict) -> pd.DataFrame:
                      "G2: C^L − C^R": g2, "halves lean apart": bool(np.sign(g1) != np.sign(g2)),
                      "mean C": float((c_l + c_r).mean() / 2)})
     return pd.DataFrame(rows)
+
+
+# The search for the `book` separation profile (chapter 5): one change at a time from `book`,
+# each a {setting: value} ("task.seq_len" keeps the paper's sampling interval).
+SEPARATION_SEARCH = {
+    "book": {},
+    "sequences of 2000 steps": {"task.seq_len": 2000},
+    "60 epochs": {"training.epochs": 60},
+    "2 critic steps per update": {"training.n_sm_steps": 2},
+    "5 % of the critic's rows": {"estimator.sample_fraction": 0.05},
+}
+
+
+def search_config(base: RunConfig, changes: dict[str, Any]) -> RunConfig:
+    """`base` with `changes` ({"section.field": value}); "task.seq_len" goes through
+    `config.sequence_length`, so the sampling interval stays the paper's."""
+    changes = dict(changes)
+    seq_len = changes.pop("task.seq_len", None)
+    config = base if seq_len is None else sequence_length(base, seq_len)
+    return config.replace(**changes) if changes else config
+
+
+def separation_search(base: RunConfig, variants: dict[str, dict[str, Any]], seeds,
+                      root=None) -> tuple[pd.DataFrame, str]:
+    """The stored runs of each variant (`search_config(base, changes)`) for `seeds`: one row per
+    stored run with the variant, its changes, the final test R² over all steps and over
+    t ≥ washout (its network replayed on the test set), and its core-minutes (training
+    seconds × threads); and the `mifd sweep` commands that train the missing ones ("" when
+    none is missing)."""
+    rows, missing = [], []
+    for name, changes in variants.items():
+        config = search_config(base, changes)
+        for seed in seeds:
+            record = store.find_record(config, seed, root)
+            if record is None:
+                missing.append(SimpleNamespace(config=config, seed=seed))
+                continue
+            replay = evaluate.replay_separation(config, evaluate.final_parameters(record.snapshots))
+            scored = separation.scores(replay.targets, replay.y, config.task.washout)
+            prov = record.provenance
+            rows.append({"variant": name,
+                         "changes": ", ".join(f"{k} = {v:g}" for k, v in changes.items()) or "–",
+                         "seed": seed, "R² (all steps)": scored["r2_mean"],
+                         "R² (t ≥ washout)": scored["r2_mean_scored"],
+                         "core-minutes per run": prov["train_seconds"] * prov.get("torch_threads", 1) / 60})
+    commands = "\n".join(sweep.command({"": [run]}) for run in missing)
+    return pd.DataFrame(rows), commands
 
 
 def separation_finals(records: dict[str, list], replays: dict | None = None) -> pd.DataFrame:

@@ -51,3 +51,12 @@ def test_benchmark_tables_are_read_per_section(tmp_path):
     assert tables["`a.py` — one"][0].to_dict("list") == {"x": ["1", "3"], "y": ["2", "4"]}
     assert costs.benchmark_machine(readme, "`a.py` — one") == "Run on a 2-core machine, idle"
     assert costs.benchmark_machine(readme, "`b.py` — two") == ""
+
+
+def test_benchmark_value_reads_one_cell_of_a_scripts_section(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# Benchmarks\n\n## `bench_x.py` — one thing\n\nRun on a machine:\n\n"
+                      "| piece | book | paper |\n|---|---|---|\n| **one update** | **1.5 s** | **91 s** |\n")
+    assert costs.benchmark_value(readme, "bench_x.py", "one update", "paper") == "91 s"
+    with pytest.raises(KeyError):
+        costs.benchmark_value(readme, "bench_y.py", "one update", "paper")

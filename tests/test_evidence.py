@@ -91,3 +91,17 @@ def test_half_preferences_tell_a_lorenz_rossler_split_from_a_shared_lean():
     table = evidence.half_preferences(replays).set_index("condition")
     assert table.loc["split", "halves lean apart"] and not table.loc["shared", "halves lean apart"]
     assert table.loc["split", "G1: C^L − C^R"] > 0.5 > -0.5 > table.loc["split", "G2: C^L − C^R"]
+
+
+def test_separation_search_reads_stored_variants_and_names_the_missing(tmp_path):
+    base = profile("smoke", "separation")
+    record = separation.train_separation(base, 1, root=tmp_path, progress=False)
+    variants = {"as is": {}, "longer sequences": {"task.seq_len": 2000}}
+    table, commands = evidence.separation_search(base, variants, [1], tmp_path)
+    assert list(table["variant"]) == ["as is"]
+    assert table.loc[0, "R² (t ≥ washout)"] == pytest.approx(record.history["r2_mean_scored"][-1],
+                                                             abs=1e-6)
+    assert commands.count("mifd sweep separation") == 1 and "--set task.n_samples=2400" in commands
+    longer = evidence.search_config(base, variants["longer sequences"]).task
+    assert longer.seq_len == 2000
+    assert longer.lorenz_t_end / longer.n_samples == pytest.approx(100.0 / 14_000)  # paper's interval
