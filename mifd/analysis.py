@@ -212,6 +212,28 @@ def input_strengths(w_in: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return tuple(magnitude[list(rows)].sum(axis=0) for rows in BIT_ROWS)
 
 
+BLOCKS = ("G1→G1", "G1→G2", "G2→G1", "G2→G2")
+
+
+def block_sparsity(w_rec: np.ndarray, near_zero: float | None = None) -> dict[str, float]:
+    """The share of near-zero recurrent weights in each block of W_rec (N, N), row =
+    presynaptic (w_rec[i, j] is the weight from unit i to unit j), self-connections left
+    out: {"G1→G1": share, "G1→G2": …, "G2→G1": …, "G2→G2": …}. Near zero: |w| below
+    `near_zero`, by default a tenth of the initial weights' sd for gain 1, 0.1/√N (an L1
+    penalty with RMSprop leaves weights jittering around zero, not at it)."""
+    n = w_rec.shape[0]
+    threshold = 0.1 / np.sqrt(n) if near_zero is None else near_zero
+    groups = two_groups(n)
+    small = np.abs(w_rec) < threshold
+    off_diagonal = ~np.eye(n, dtype=bool)
+    shares = {}
+    for name in BLOCKS:
+        pre, post = int(name[1]) - 1, int(name[-1]) - 1
+        block = off_diagonal & (groups[:, None] == pre) & (groups[None, :] == post)
+        shares[name] = float(small[block].mean())
+    return shares
+
+
 def weight_differences(parameters: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Each unit's preference of its output and input weights for bit 1 over bit 2, (N,) each:
     d_out = |W_out[i,1]| − |W_out[i,2]| and d_in = Σ|W_in bit 1| − Σ|W_in bit 2|."""

@@ -72,6 +72,32 @@ def signed_rank_p(differences, alternative: str = "greater") -> float:
     return float(np.mean(null >= observed - 1e-9))
 
 
+def spearman_p(x, y, alternative: str = "two-sided", permutations: int = 20_000,
+               seed: int = 0) -> tuple[float, float]:
+    """Spearman's ρ of y against x (mid-ranks, pairs with a NaN dropped) and its permutation
+    p-value: the share of `permutations` random pairings of the y values (one fixed-seed
+    stream) whose ρ is at least as extreme, counting the observed pairing once, so the
+    smallest attainable p is 1 / (permutations + 1). "greater": y rises with x; "less": it
+    falls; "two-sided": |ρ|. Returns (ρ, p), NaN for fewer than three pairs or a constant
+    variable."""
+    x, y = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
+    keep = ~(np.isnan(x) | np.isnan(y))
+    rx, ry = rankdata(x[keep]), rankdata(y[keep])
+    if rx.size < 3 or np.ptp(rx) == 0 or np.ptp(ry) == 0:
+        return float("nan"), float("nan")
+    rx, ry = (rx - rx.mean()) / np.linalg.norm(rx - rx.mean()), ry - ry.mean()
+    ry /= np.linalg.norm(ry)
+    rho = float(rx @ ry)
+    shuffled = np.random.default_rng(seed).permuted(np.tile(ry, (permutations, 1)), axis=1)
+    null = shuffled @ rx
+    if alternative == "two-sided":
+        hits = np.abs(null) >= abs(rho) - 1e-12
+    else:
+        sign = _sign(alternative)
+        hits = sign * null >= sign * rho - 1e-12
+    return rho, float((1 + hits.sum()) / (permutations + 1))
+
+
 def holm(p_values) -> np.ndarray:
     """Holm's step-down adjustment of m p-values (NaN kept as NaN): (m,) → (m,)."""
     p = np.asarray(p_values, dtype=float)
@@ -147,6 +173,20 @@ def positive(claim: str, name: str, values, alpha: float = ALPHA) -> Verdict:
     return Verdict(claim, f"{name} > 0 across runs (exact one-sided signed-rank p < {alpha:g})",
                    _word(p < alpha, min_p_signed_rank(n) < alpha),
                    f"{name} {mean_sd(v)} ({_runs(v.size)}, p = {p:.2g})", p)
+
+
+def trend(claim: str, name: str, x, y, alternative: str = "two-sided", alpha: float = ALPHA,
+          permutations: int = 20_000) -> Verdict:
+    """Yes when `y` (one value per run) changes monotonically with `x` (e.g. λ) across all
+    runs: Spearman's ρ with a permutation test (`spearman_p`), p < α; "greater"/"less" ask
+    for a rise/fall, "two-sided" for either. Not decidable when the permutations cannot
+    reach α or fewer than three runs have both values."""
+    rho, p = spearman_p(x, y, alternative, permutations)
+    n = int(np.sum(~(np.isnan(np.asarray(x, float)) | np.isnan(np.asarray(y, float)))))
+    word = {"greater": "rises", "less": "falls", "two-sided": "changes monotonically"}[alternative]
+    decidable = not np.isnan(p) and 1.0 / (permutations + 1) < alpha
+    return Verdict(claim, f"{name} {word} with the setting (Spearman, permutation p < {alpha:g})",
+                   _word(p < alpha, decidable), f"ρ = {rho:.2f} over {_runs(n)}, p = {p:.2g}", p)
 
 
 def precedence(claim: str, measures: dict[str, np.ndarray], alpha: float = ALPHA,

@@ -71,6 +71,37 @@ def wm_verdicts(finals: pd.DataFrame, courses: pd.DataFrame, mi_label: str, cont
                                          wm_lags(courses, mi_label)["Q_corr → Q_str"]))
 
 
+def study_finals(records: dict[str, list], seed: int,
+                 differentiation_q: float = claims.STRUCTURAL_Q) -> pd.DataFrame:
+    """A working-memory study beyond the paper (chapter 6): one row per run of `records`
+    ({label: runs}) with its λ and c_L1, the final values and indices of `wm_finals`,
+    Q_str / Q_corr, t50 of Q_corr and Q_str (fraction of the final value, epochs) and the
+    share of near-zero weights per block of W_rec (`analysis.block_sparsity`)."""
+    courses = wm_courses(records, seed)
+    finals = wm_finals(courses, records, differentiation_q)
+    onsets = analysis.onset_table(courses, ("Q_corr", "Q_str"), fractions=(0.5,))
+    runs = {(label, r.seed): r for label, rs in records.items() for r in rs}
+    rows = []
+    for row in finals.itertuples(index=False):
+        record = runs[row.condition, row.seed]
+        w_rec = evaluate.final_parameters(record.snapshots)["w_rec"]
+        rows.append({"lambda": record.config.training.lambda_mi,
+                     "c_l1": record.config.training.c_l1,
+                     "Q_str / Q_corr": row.Q_str / row.Q_corr if row.Q_corr else float("nan"),
+                     **onsets.loc[row.run].to_dict(),
+                     **{f"near-zero {k}": v for k, v in analysis.block_sparsity(w_rec).items()}})
+    return pd.concat([finals, pd.DataFrame(rows, index=finals.index)], axis=1)
+
+
+def setting_where_below(finals: pd.DataFrame, setting: str, column: str = "accuracy",
+                        threshold: float = analysis.SUCCESS_ACCURACY) -> float:
+    """The smallest value of `setting` (a column, e.g. "lambda") whose runs' mean `column`
+    falls below `threshold`; NaN when none does."""
+    means = finals.groupby(setting)[column].mean().sort_index()
+    below = means[means < threshold]
+    return float(below.index[0]) if len(below) else float("nan")
+
+
 @dataclass(frozen=True)
 class WMEvidence:
     """Everything the working-memory claims rest on: `courses` (a row per run and snapshot),

@@ -144,3 +144,20 @@ def test_overview_maps_each_task_onto_the_papers_claims():
     assert table.loc["1. high task performance", "sep"] == "no (1 no of 1 rule)"
     assert table.loc["2. clear functional modularity", "wm"] == "not tested"
     assert table.loc["2. clear functional modularity", "sep"].startswith("yes")
+
+
+def test_spearman_permutation_p_matches_scipy_and_can_fail():
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(3)
+    x = np.repeat([0.0, 0.03, 0.1, 0.3, 1.0], 5)
+    y = 0.2 * np.log1p(10 * x) + rng.normal(0, 0.05, x.size)
+    rho, p = claims.spearman_p(x, y, "greater")
+    assert rho == pytest.approx(spearmanr(x, y).statistic)
+    assert p == pytest.approx(1 / 20_001)  # the smallest attainable: no permutation as extreme
+    noise = rng.normal(size=x.size)
+    _, p_null = claims.spearman_p(x, noise)
+    assert p_null == pytest.approx(spearmanr(x, noise).pvalue, abs=0.03)
+    assert claims.trend("c", "Q_str", x, y, "greater").verdict == "yes"
+    assert claims.trend("c", "Q_str", x, -y, "greater").verdict == "no"
+    assert claims.trend("c", "Q_str", x[:2], y[:2]).verdict == "not decidable"

@@ -105,3 +105,15 @@ def test_separation_search_reads_stored_variants_and_names_the_missing(tmp_path)
     longer = evidence.search_config(base, variants["longer sequences"]).task
     assert longer.seq_len == 2000
     assert longer.lorenz_t_end / longer.n_samples == pytest.approx(100.0 / 14_000)  # paper's interval
+
+
+def test_study_finals_add_settings_onsets_and_block_sparsity(smoke_records):
+    finals = evidence.study_finals(smoke_records, seed=0)
+    assert len(finals) == 6 and set(finals["lambda"]) == {0.1, 0.0} and set(finals["c_l1"]) == {0.0}
+    for column in ("t50 Q_corr", "t50 Q_str", "near-zero G1→G2", "Q_str / Q_corr"):
+        assert column in finals
+    shares = finals[[f"near-zero {b}" for b in analysis.BLOCKS]].to_numpy()
+    assert ((shares >= 0) & (shares <= 1)).all()
+    table = pd.DataFrame({"lambda": [0.0, 0.0, 0.3, 0.3, 1.0], "accuracy": [0.95, 0.93, 0.91, 0.87, 0.6]})
+    assert evidence.setting_where_below(table, "lambda") == 0.3   # mean 0.89 at λ = 0.3
+    assert np.isnan(evidence.setting_where_below(table[table["lambda"] < 0.3], "lambda"))
