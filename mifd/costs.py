@@ -59,7 +59,7 @@ def _cpu_name(provenance: dict) -> str:
     cpu = provenance.get("cpu")
     if not cpu:
         return provenance.get("processor", "")
-    return f"{cpu['model_name']} {cpu['family_model_stepping']}".strip()
+    return store.cpu_name(cpu)
 
 
 def profile_costs(runs: pd.DataFrame) -> pd.DataFrame:

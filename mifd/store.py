@@ -248,6 +248,12 @@ def cpu() -> dict[str, Any]:
     }
 
 
+def cpu_name(described: dict[str, Any]) -> str:
+    """A processor as `cpu()` describes it, in a few words: model name and family/model/stepping
+    (e.g. "AMD EPYC 25/17/1", a Zen 4)."""
+    return f"{described['model_name']} {described['family_model_stepping']}".strip()
+
+
 def provenance(extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Versions, commit and machine of this process, plus `extra` (e.g. timing)."""
     import scipy

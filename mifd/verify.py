@@ -86,5 +86,5 @@ def report(result: dict[str, Any]) -> str:
 
 
 def describe_cpu(cpu: dict[str, Any]) -> str:
-    return (f"{cpu['model_name']} {cpu['family_model_stepping']}, "
+    return (f"{store.cpu_name(cpu)}, "
             f"{' '.join(cpu['vector_extensions']) or 'no AVX'}, torch {cpu['torch_capability']}")
