@@ -118,11 +118,14 @@ class GRUIntegration(torch.autograd.Function):
     The factors that do not depend on δ are computed for all steps before the loop; the
     weight gradients are one product per run over all steps: ∂w_hh = Σₖ ∂/∂gₕ h_kᵀ,
     ∂w_ih = Σₖ ∂/∂gᵢ u_kᵀ, and the biases the sums of ∂/∂gₕ and ∂/∂gᵢ. Not twice
-    differentiable.
+    differentiable. The forward's arrays stay leased (not reused by the next forward) while
+    the autograd graph, i.e. any of its outputs, lives.
     """
 
     @staticmethod
     def forward(ctx, inputs, h0, w_ih, b_ih, w_hh, b_hh, workspaces):
+        if inputs.requires_grad:
+            raise ValueError("GRUIntegration: the inputs are data; no gradient flows to them")
         key = (tuple(inputs.shape), h0.shape[-1], h0.dtype, h0.device)
         arrays, ctx.lease = workspaces[0].take(
             key, lambda: loop_arrays(inputs.shape, h0.shape[-1], True, h0))

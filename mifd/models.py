@@ -321,9 +321,9 @@ class GRUNet(nn.Module):
         return self.weight_hh[run, index * self.n_units:(index + 1) * self.n_units]
 
     def hidden(self, inputs: torch.Tensor, reuse_buffers: bool = False) -> torch.Tensor:
-        """inputs (R, batch, T, n_in) → hidden states h_1…h_T (R, batch, T, N), a view of a
-        (T, R, N, batch) array. `reuse_buffers` (without gradient only): the array is one the
-        model keeps and overwrites at its next such call."""
+        """inputs (R, batch, T, n_in) → hidden states h_1…h_T (R, batch, T, N), a permuted
+        view of a time-major, unit-major array. `reuse_buffers` (without gradient only): the
+        array is one the model keeps and overwrites at its next such call."""
         h0 = inputs.new_zeros((self.runs, inputs.shape[1], self.n_units))
         params = (self.weight_ih, self.bias_ih, self.weight_hh, self.bias_hh)
         if torch.is_grad_enabled() and any(p.requires_grad for p in params):

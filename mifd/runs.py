@@ -109,6 +109,7 @@ class CohortState:
                         if torch.is_tensor(value) and value.dim() and value.shape[0] == len(self.members):
                             state[key] = value.index_select(0, index)
         self.members = [self.members[i] for i in indices]
+        self.data.pop("arrays", None)  # `reused_array`s of the old run count
 
 
 @dataclass(frozen=True)
@@ -349,7 +350,13 @@ def train_cohort(
         if not set(saved) <= set(run_of):
             raise store.RecordError(f"{checkpoint}: holds runs that are not in this cohort")
         state = loop.init([run_of[k][0] for k in saved], [run_of[k][1] for k in saved], device)
-        restore(state, data)
+        try:
+            restore(state, data)
+        except (RuntimeError, KeyError) as error:  # written by an older layout of the networks
+            raise store.RecordError(
+                f"{checkpoint}: does not fit this version's networks ({type(error).__name__}: "
+                f"{str(error).splitlines()[0]}); resume it with the commit that wrote it, or "
+                "delete it to restart the run") from None
         del data
         # runs stored or failed since the checkpoint leave; runs it lacks wait for the next
         keep = [k for k, key in enumerate(saved) if key in pending]

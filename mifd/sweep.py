@@ -133,9 +133,10 @@ def cohort_bytes_per_run(config: RunConfig) -> int:
         rnn = sequences * model.n_units * (steps + 2 * (task.n_learn + 1)
                                           + 2 * (task.n_transient + 1) + steps)
         rows = est.sample_fraction * task.batch_size * task.n_learn
-    else:  # the fused GRU's forward and backward arrays (mifd.gru): ≈24 floats per unit-step
+    else:  # the fused GRU's forward and backward arrays (mifd.gru), the critic phase's, the
+        # noise and the copies around them: ≈30 floats per unit-step
         sequences, steps = task.batch_size, task.seq_len
-        rnn = 24 * sequences * steps * model.n_units
+        rnn = 30 * sequences * steps * model.n_units
         rows = est.sample_fraction * sequences * steps
     critic = 2 * 4 * 2 * rows * est.hidden
     return int(4 * (rnn + critic))

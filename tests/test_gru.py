@@ -106,3 +106,9 @@ def test_reused_buffers_give_the_same_states_and_are_refused_with_gradient():
         assert second.data_ptr() == first.data_ptr()  # the same array, overwritten
     with pytest.raises(ValueError, match="without gradient"):
         model.hidden(inputs, reuse_buffers=True)
+
+
+def test_inputs_take_no_gradient():
+    model, inputs = _model(torch.float64), _inputs(torch.float64)
+    with pytest.raises(ValueError, match="inputs are data"):
+        model(inputs.clone().requires_grad_())

@@ -5,7 +5,7 @@ import torch
 
 from mifd import analysis, separation, store
 from mifd.config import profile
-from mifd.models import GRUNet
+from mifd.models import GRU_LEGACY_NAMES, GRUNet
 
 from conftest import assert_close_records
 
@@ -168,3 +168,15 @@ def test_chapter_5_trains_missing_smoke_runs_through_papermill(tmp_path):
                     "train_missing": True, "shown_steps": 300},
     )
     assert len(list(tmp_path.rglob(store.MANIFEST))) == 6
+
+
+def test_a_checkpoint_of_the_older_gru_layout_is_refused_with_a_clear_error(tmp_path):
+    assert separation.train_separation(SMOKE, 5, root=tmp_path, progress=False,
+                                       stop_after=1) is None
+    path = store.cohort_checkpoint([SMOKE], [5], tmp_path)
+    data = torch.load(path, weights_only=True)
+    legacy = {new: old for old, new in GRU_LEGACY_NAMES.items()}
+    data["model"] = {legacy[k]: v[0] for k, v in data["model"].items()}  # one run, old names
+    torch.save(data, path)
+    with pytest.raises(store.RecordError, match="does not fit this version"):
+        separation.train_separation(SMOKE, 5, root=tmp_path, progress=False)
