@@ -80,13 +80,11 @@ def spearman_p(x, y, alternative: str = "two-sided", permutations: int = 20_000,
     smallest attainable p is 1 / (permutations + 1). "greater": y rises with x; "less": it
     falls; "two-sided": |ρ|. Returns (ρ, p), NaN for fewer than three pairs or a constant
     variable."""
-    x, y = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
-    keep = ~(np.isnan(x) | np.isnan(y))
-    rx, ry = rankdata(x[keep]), rankdata(y[keep])
+    x, y = _finite_pairs(x, y)
+    rx, ry = rankdata(x), rankdata(y)
     if rx.size < 3 or np.ptp(rx) == 0 or np.ptp(ry) == 0:
         return float("nan"), float("nan")
-    rx, ry = (rx - rx.mean()) / np.linalg.norm(rx - rx.mean()), ry - ry.mean()
-    ry /= np.linalg.norm(ry)
+    rx, ry = _unit_centred(rx), _unit_centred(ry)
     rho = float(rx @ ry)
     shuffled = np.random.default_rng(seed).permuted(np.tile(ry, (permutations, 1)), axis=1)
     null = shuffled @ rx
@@ -96,6 +94,19 @@ def spearman_p(x, y, alternative: str = "two-sided", permutations: int = 20_000,
         sign = _sign(alternative)
         hits = sign * null >= sign * rho - 1e-12
     return rho, float((1 + hits.sum()) / (permutations + 1))
+
+
+def _finite_pairs(x, y) -> tuple[np.ndarray, np.ndarray]:
+    """x, y flattened to float, without the pairs where either is NaN."""
+    x, y = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
+    keep = ~(np.isnan(x) | np.isnan(y))
+    return x[keep], y[keep]
+
+
+def _unit_centred(v: np.ndarray) -> np.ndarray:
+    """v minus its mean, scaled to unit length (so a dot product of two is a correlation)."""
+    v = v - v.mean()
+    return v / np.linalg.norm(v)
 
 
 def holm(p_values) -> np.ndarray:
@@ -182,7 +193,7 @@ def trend(claim: str, name: str, x, y, alternative: str = "two-sided", alpha: fl
     for a rise/fall, "two-sided" for either. Not decidable when the permutations cannot
     reach α or fewer than three runs have both values."""
     rho, p = spearman_p(x, y, alternative, permutations)
-    n = int(np.sum(~(np.isnan(np.asarray(x, float)) | np.isnan(np.asarray(y, float)))))
+    n = _finite_pairs(x, y)[0].size
     word = {"greater": "rises", "less": "falls", "two-sided": "changes monotonically"}[alternative]
     decidable = not np.isnan(p) and 1.0 / (permutations + 1) < alpha
     return Verdict(claim, f"{name} {word} with the setting (Spearman, permutation p < {alpha:g})",

@@ -26,11 +26,16 @@ def chapter_times(staged: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["page", "executed (UTC)", "seconds"])
 
 
+def core_hours(provenance: dict) -> float:
+    """The core-hours a record's run took: its training seconds (its share of its cohort's
+    wall-clock time, `runs.Member.seconds`) × its torch threads / 3600."""
+    return float(provenance["train_seconds"]) * int(provenance.get("torch_threads", 1)) / 3600
+
+
 def stored_runs(root: Path | None = None) -> pd.DataFrame:
     """One row per complete record under `root` (default: the repository's results/): task,
     profile, config hash, seed, λ, epochs, the run's training seconds (its share of its
-    cohort's wall-clock time: `runs.Member.seconds`), torch threads, runs in its cohort, and
-    "core-hours", train seconds × threads / 3600."""
+    cohort's wall-clock time), torch threads, runs in its cohort, and `core_hours`."""
     root = Path(root) if root is not None else store.RESULTS
     rows = []
     for provenance in sorted(root.glob("*/*/seed-*/provenance.json")):
@@ -46,7 +51,7 @@ def stored_runs(root: Path | None = None) -> pd.DataFrame:
             "config hash": meta["config_hash"], "seed": int(meta["seed"]),
             "lambda": config["training"]["lambda_mi"], "epochs": config["training"]["epochs"],
             "train seconds": float(prov["train_seconds"]), "threads": threads, "cohort runs": cohort,
-            "core-hours": float(prov["train_seconds"]) * threads / 3600,
+            "core-hours": core_hours(prov),
             "commit": str(prov.get("git_commit", ""))[:7],
             "cpu": _cpu_name(prov),
         })

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import analysis, claims, evaluate, separation, store, sweep
+from . import analysis, claims, costs, evaluate, separation, store, sweep
 from .config import RunConfig, sequence_length
 
 WM_INDICES = ("Q_corr", "Q_str", "D_corr", "D_in", "D_out")
@@ -180,8 +180,8 @@ def separation_search(base: RunConfig, variants: dict[str, dict[str, Any]], seed
                       root=None) -> tuple[pd.DataFrame, str]:
     """The stored runs of each variant (`search_config(base, changes)`) for `seeds`: one row per
     stored run with the variant, its changes, the final test R² over all steps and over
-    t ≥ washout (its network replayed on the test set), and its core-minutes (training
-    seconds × threads); and the `mifd sweep` commands that train the missing ones ("" when
+    t ≥ washout (its network replayed on the test set), and its core-minutes
+    (`costs.core_hours`); and the `mifd sweep` commands that train the missing ones ("" when
     none is missing)."""
     rows, missing = [], []
     for name, changes in variants.items():
@@ -193,12 +193,11 @@ def separation_search(base: RunConfig, variants: dict[str, dict[str, Any]], seed
                 continue
             replay = evaluate.replay_separation(config, evaluate.final_parameters(record.snapshots))
             scored = separation.scores(replay.targets, replay.y, config.task.washout)
-            prov = record.provenance
             rows.append({"variant": name,
                          "changes": ", ".join(f"{k} = {v:g}" for k, v in changes.items()) or "–",
                          "seed": seed, "R² (all steps)": scored["r2_mean"],
                          "R² (t ≥ washout)": scored["r2_mean_scored"],
-                         "core-minutes per run": prov["train_seconds"] * prov.get("torch_threads", 1) / 60})
+                         "core-minutes per run": 60 * costs.core_hours(record.provenance)})
     commands = "\n".join(sweep.command({"": [run]}) for run in missing)
     return pd.DataFrame(rows), commands
 

@@ -332,11 +332,13 @@ class GRUNet(nn.Module):
             states = GRUIntegration.apply(inputs, h0, *params, self._workspaces)
         else:
             key = (tuple(inputs.shape), self.n_units, h0.dtype, h0.device)
-            if not reuse_buffers or self._scratch.get("key") != key:
+            if not reuse_buffers:
                 arrays = loop_arrays(inputs.shape, self.n_units, False, h0)
-                if reuse_buffers:
-                    self._scratch = {**arrays, "key": key}
-            arrays = self._scratch if reuse_buffers else arrays
+            else:
+                if self._scratch.get("key") != key:
+                    self._scratch = {**loop_arrays(inputs.shape, self.n_units, False, h0),
+                                     "key": key}
+                arrays = self._scratch
             gru_loop(inputs, h0, *(p.detach() for p in params), arrays)
             states = arrays["states"][1:]
         return states.permute(1, 3, 0, 2)

@@ -220,6 +220,27 @@ def l1_penalty(state: CohortState, w_rec: torch.Tensor) -> torch.Tensor:
     return state.per_run("training.c_l1") * w_rec.abs().flatten(1).sum(1)
 
 
+def mi_penalty(state: CohortState, g1: torch.Tensor, g2: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model step's MI term for every run: Î_r on the groups g1, g2 (R, …, N/2) with the
+    critics frozen, and λ_r·Î_r, zero where λ_r = 0, so a control's loss and gradient get
+    nothing from the critic while every run still draws its estimator samples. Î carries
+    gradient to the activity only when some λ_r > 0. Returns (Î, λ·Î), each (R,)."""
+    lambdas = state.per_run("training.lambda_mi")
+    for p in state.estimator.parameters():
+        p.requires_grad_(False)
+    try:
+        if bool((lambdas > 0).any()):
+            mi = state.estimator(g1, g2, state.generators)
+            return mi, torch.where(lambdas > 0, lambdas * mi, 0.0)
+        with torch.no_grad():
+            mi = state.estimator(g1, g2, state.generators)
+        return mi, torch.zeros_like(mi)
+    finally:
+        for p in state.estimator.parameters():
+            p.requires_grad_(True)
+
+
 def reused_array(state: CohortState, shape: tuple[int, ...]) -> torch.Tensor:
     """A float32 array of `shape` on the cohort's device, kept in `state.data` and handed out
     again at the next call with the same shape (its contents are overwritten by the caller:

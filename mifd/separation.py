@@ -34,7 +34,7 @@ from .mine import critic_step as _critic_step
 from .models import GRUNet, split_groups
 from .optim import make_optimizer
 from .runs import (CohortState, Loop, Outcome, build_networks, draw_normal, l1_penalty,
-                   reused_array, train_cohort, train_run)
+                   mi_penalty, reused_array, train_cohort, train_run)
 from .tasks import held_out_indices, separation_batch
 
 N_OUTPUTS = 6
@@ -132,20 +132,8 @@ def model_step(state: CohortState, config: RunConfig) -> list[dict[str, float]]:
     mse = (y[:, :, washout:] - targets[:, :, washout:]).square().mean(dim=(1, 2, 3))
     l2 = l2_penalty(state.model, config)
     l1 = l1_penalty(state, state.model.weight_hh)
-    loss = mse + l2 + l1
-    lambdas = state.per_run("training.lambda_mi")
-    for p in state.estimator.parameters():
-        p.requires_grad_(False)
-    try:  # every run draws its noise and estimator samples, λ = 0 or not (one stream order)
-        if bool((lambdas > 0).any()):
-            mi = state.estimator(*noisy_groups(state, config, h), state.generators)
-            loss = loss + torch.where(lambdas > 0, lambdas * mi, 0.0)
-        else:
-            with torch.no_grad():
-                state.estimator(*noisy_groups(state, config, h), state.generators)
-    finally:
-        for p in state.estimator.parameters():
-            p.requires_grad_(True)
+    _, penalty = mi_penalty(state, *noisy_groups(state, config, h))
+    loss = mse + l2 + l1 + penalty
     state.model_opt.zero_grad(set_to_none=True)
     loss.sum().backward()
     state.model_opt.step()

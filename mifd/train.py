@@ -29,7 +29,7 @@ from .mine import critic_step, make_critic_optimizer
 from .models import LeakyRNN, split_groups
 from .optim import clip_per_tensor_norm, make_optimizer
 from .runs import (CohortState, Loop, Outcome, build_networks, draw_normal, l1_penalty,
-                   reused_array, train_cohort, train_run)
+                   mi_penalty, reused_array, train_cohort, train_run)
 from .tasks import wm_from_onsets, wm_onsets
 
 HISTORY_KEYS = (
@@ -78,7 +78,7 @@ def _segment(state: CohortState, x0_normal: bool, grad: bool, n_batches: int = 1
     x0 = torch.zeros((runs, n_seq, n_units), device=device)
     noise = reused_array(state, (runs, n_seq, inputs.shape[2], n_units))
     draw_normal([x0[r] for r in range(runs)] if x0_normal else [],
-                 [noise[r] for r in range(runs)], state.generators)
+                [noise[r] for r in range(runs)], state.generators)
     x_start = state.model.run_transient(inputs[:, :, :task.n_transient], x0,
                                         noise[:, :, :task.n_transient])
     learning = inputs[:, :, task.n_transient:], x_start, noise[:, :, task.n_transient:]
@@ -136,21 +136,8 @@ def model_phase_step(state: CohortState) -> list[dict[str, float]]:
     l2 = l2_penalty(state.model, config)
     l1 = l1_penalty(state, state.model.w_rec)
     g1, g2 = split_groups(torch.tanh(x))
-    lambdas = state.per_run("training.lambda_mi")
-    for p in state.estimator.parameters():
-        p.requires_grad_(False)
-    try:
-        if bool((lambdas > 0).any()):
-            mi = state.estimator(g1, g2, state.generators)
-            # λ_r = 0 adds nothing to run r's loss or gradient (a control in the cohort)
-            loss = mse + l2 + l1 + torch.where(lambdas > 0, lambdas * mi, 0.0)
-        else:
-            with torch.no_grad():
-                mi = state.estimator(g1, g2, state.generators)
-            loss = mse + l2 + l1
-    finally:
-        for p in state.estimator.parameters():
-            p.requires_grad_(True)
+    mi, penalty = mi_penalty(state, g1, g2)
+    loss = mse + l2 + l1 + penalty
     state.model_opt.zero_grad(set_to_none=True)
     loss.sum().backward()
     params = list(state.model.parameters())
