@@ -180,9 +180,10 @@ def separation_search(base: RunConfig, variants: dict[str, dict[str, Any]], seed
                       root=None) -> tuple[pd.DataFrame, str]:
     """The stored runs of each variant (`search_config(base, changes)`) for `seeds`: one row per
     stored run with the variant, its changes, the final test R² over all steps and over
-    t ≥ washout (its network replayed on the test set), and its core-minutes
-    (`costs.core_hours`); and the `mifd sweep` commands that train the missing ones ("" when
-    none is missing)."""
+    t ≥ washout (its network replayed on the test set), its core-minutes
+    (`costs.core_hours`) and the processor that trained it (`store.cpu_name`; records made
+    before 2026-12-03 do not name it); and the `mifd sweep` commands that train the missing
+    ones ("" when none is missing)."""
     rows, missing = [], []
     for name, changes in variants.items():
         config = search_config(base, changes)
@@ -197,7 +198,9 @@ def separation_search(base: RunConfig, variants: dict[str, dict[str, Any]], seed
                          "changes": ", ".join(f"{k} = {v:g}" for k, v in changes.items()) or "–",
                          "seed": seed, "R² (all steps)": scored["r2_mean"],
                          "R² (t ≥ washout)": scored["r2_mean_scored"],
-                         "core-minutes per run": 60 * costs.core_hours(record.provenance)})
+                         "core-minutes per run": 60 * costs.core_hours(record.provenance),
+                         "CPU": (store.cpu_name(record.provenance["cpu"])
+                                 if "cpu" in record.provenance else "not recorded")})
     commands = "\n".join(sweep.command({"": [run]}) for run in missing)
     return pd.DataFrame(rows), commands
 
