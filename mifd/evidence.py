@@ -93,6 +93,36 @@ def study_finals(records: dict[str, list], seed: int,
     return pd.concat([finals, pd.DataFrame(rows, index=finals.index)], axis=1)
 
 
+def study_configs(base: RunConfig, lambdas, c_l1s=(0.0,)) -> dict[str, RunConfig]:
+    """A study beyond the paper (chapter 6): {label: config} for every (c_L1, λ) pair of `base`,
+    labelled "λ = 0.1" or, when c_L1 > 0, "λ = 0.1, c_L1 = 0.001"; c_L1 outer, λ inner."""
+    configs = {}
+    for c_l1 in c_l1s:
+        for lam in lambdas:
+            label = f"λ = {lam:g}" + (f", c_L1 = {c_l1:g}" if c_l1 else "")
+            configs[label] = base.replace(**{"training.lambda_mi": lam, "training.c_l1": c_l1})
+    return configs
+
+
+def stored_study(configs: dict[str, RunConfig], seeds, root=None) -> tuple[dict[str, list], str]:
+    """The complete records of every configuration for `seeds` ({label: [RunRecord, …]}, in
+    seed order; a label with none stored maps to []), and the `mifd sweep` command that trains
+    the missing ones ("" when none is missing; it skips the stored ones). The configurations
+    must differ only in per-run settings (λ, c_L1), as `study_configs` makes them."""
+    seeds = list(seeds)
+    records, wanted, missing = {}, {}, False
+    for label, config in configs.items():
+        records[label] = []
+        for seed in seeds:
+            record = store.find_record(config, seed, root)
+            if record is None:
+                missing = True
+            else:
+                records[label].append(record)
+            wanted.setdefault(label, []).append(SimpleNamespace(config=config, seed=seed))
+    return records, sweep.command(wanted) if missing else ""
+
+
 def setting_where_below(finals: pd.DataFrame, setting: str, column: str = "accuracy",
                         threshold: float = analysis.SUCCESS_ACCURACY) -> float:
     """The smallest value of `setting` (a column, e.g. "lambda") whose runs' mean `column`

@@ -191,6 +191,41 @@ def profile_courses(courses: pd.DataFrame, ylabels: dict[str, str]) -> Figure:
     return fig
 
 
+def dose_response(finals: pd.DataFrame, setting: str, ylabels: dict[str, str], xlabel: str,
+                  hue: str | None = None, linthresh: float | None = None) -> Figure:
+    """Final values against a setting (e.g. λ), one panel per key of `ylabels`.
+
+    finals: one row per run with columns `setting`, "seed", the keys of `ylabels` and, when
+    given, `hue` (a colour per value, e.g. c_L1). Each seed is a thin line across the
+    setting's values, the mean over seeds a thick line with ± 1 sd bars. The x axis is
+    logarithmic; with `linthresh` it is linear below it (symlog), so a setting of 0 (the
+    control) has a place.
+    """
+    fig, axes = _panel_grid(len(ylabels), 2, 2.5)
+    hues = [None] if hue is None else sorted(finals[hue].unique())
+    legend = {}
+    for ax, (quantity, ylabel) in zip(axes.flat, ylabels.items()):
+        for color, value in zip(CONDITION_COLORS, hues):
+            part = finals if value is None else finals[finals[hue] == value]
+            for _, run in part.groupby("seed"):
+                run = run.sort_values(setting)
+                ax.plot(run[setting], run[quantity], color=color, lw=0.6, alpha=0.35)
+            stats = part.groupby(setting)[quantity].agg(["mean", "std", "size"]).sort_index()
+            line = ax.errorbar(stats.index, stats["mean"], yerr=stats["std"].fillna(0), color=color,
+                               lw=2, marker="o", ms=4, capsize=3)
+            n = int(stats["size"].max())
+            name = "each seed thin" if value is None else f"{hue} = {value:g}: each seed thin"
+            legend.setdefault(f"{name}, mean ± sd of {n} thick", line)
+        if linthresh is None:
+            ax.set_xscale("log")
+        else:
+            ax.set_xscale("symlog", linthresh=linthresh)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+    _legend_below(fig, list(legend.values()), list(legend), columns=1)
+    return fig
+
+
 def mine_training_curves(traces: dict[str, np.ndarray], true_values: dict[str, float]) -> Figure:
     """MINE estimate per training step (one line per label) and its true value (dashed).
 

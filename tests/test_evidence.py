@@ -118,3 +118,17 @@ def test_study_finals_add_settings_onsets_and_block_sparsity(smoke_records):
     table = pd.DataFrame({"lambda": [0.0, 0.0, 0.3, 0.3, 1.0], "accuracy": [0.95, 0.93, 0.91, 0.87, 0.6]})
     assert evidence.setting_where_below(table, "lambda") == 0.3   # mean 0.89 at λ = 0.3
     assert np.isnan(evidence.setting_where_below(table[table["lambda"] < 0.3], "lambda"))
+
+
+def test_stored_study_splits_stored_from_missing_and_names_one_command(smoke_records, tmp_path):
+    base = smoke_records["MI"][0].config
+    configs = evidence.study_configs(base, [0.1, 0.0], c_l1s=[0.0, 0.001])
+    assert list(configs) == ["λ = 0.1", "λ = 0", "λ = 0.1, c_L1 = 0.001", "λ = 0, c_L1 = 0.001"]
+    assert configs["λ = 0, c_L1 = 0.001"].training.c_l1 == 0.001
+    root = smoke_records["MI"][0].path.parent.parent.parent
+    records, command = evidence.stored_study(configs, [1, 2, 3, 4], root)
+    assert [r.seed for r in records["λ = 0.1"]] == [1, 2, 3] and records["λ = 0.1, c_L1 = 0.001"] == []
+    assert command.startswith("mifd sweep wm --profile smoke --seeds 1-4")
+    assert "--set training.c_l1=0,0.001" in command and "--lambda-mi 0.1 0" in command
+    records, command = evidence.stored_study({k: configs[k] for k in ("λ = 0.1", "λ = 0")}, [1, 2], root)
+    assert command == "" and sum(map(len, records.values())) == 4

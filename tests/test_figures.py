@@ -24,3 +24,18 @@ def test_profile_courses_draws_one_line_per_run_styled_by_profile():
     assert paper.get_xdata()[-1] == 1000 and book.get_xdata()[-1] == 300
     assert by_label["paper, λ = 0 (control), seed 7"].get_color() != paper.get_color()
     assert fig.axes[1].get_ylabel() == "Q_str"
+
+
+def test_dose_response_draws_each_seed_and_the_mean_with_its_sd():
+    finals = pd.DataFrame([{"lambda": lam, "seed": seed, "c_l1": c, "Q_str": lam + seed / 10 + c}
+                           for c in (0.0, 1.0) for seed in (1, 2) for lam in (0.0, 0.1, 1.0)])
+    fig = figures.dose_response(finals, "lambda", {"Q_str": "Q_str"}, "λ", hue="c_l1", linthresh=0.01)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "symlog" and ax.get_xlabel() == "λ"
+    thin = [line for line in ax.get_lines() if line.get_linewidth() < 1]
+    assert len(thin) == 4                       # two seeds × two c_L1 values
+    means = [line for line in ax.get_lines() if line.get_marker() == "o"]
+    assert np.allclose([line.get_ydata() for line in means], [[0.15, 0.25, 1.15], [1.15, 1.25, 2.15]])
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["c_l1 = 0: each seed thin, mean ± sd of 2 thick",
+                      "c_l1 = 1: each seed thin, mean ± sd of 2 thick"]
