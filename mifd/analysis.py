@@ -218,7 +218,8 @@ BLOCKS = ("G1→G1", "G1→G2", "G2→G1", "G2→G2")
 def block_sparsity(w_rec: np.ndarray, near_zero: float | None = None) -> dict[str, float]:
     """The share of near-zero recurrent weights in each block of W_rec (N, N), row =
     presynaptic (w_rec[i, j] is the weight from unit i to unit j), self-connections left
-    out: {"G1→G1": share, "G1→G2": …, "G2→G1": …, "G2→G2": …}. Near zero: |w| below
+    out: {"G1→G1": share, "G1→G2": …, "G2→G1": …, "G2→G2": …, "all": share over every
+    off-diagonal weight}. Near zero: |w| below
     `near_zero`, by default a tenth of the initial weights' sd for gain 1, 0.1/√N (an L1
     penalty with RMSprop leaves weights jittering around zero, not at it)."""
     n = w_rec.shape[0]
@@ -231,6 +232,7 @@ def block_sparsity(w_rec: np.ndarray, near_zero: float | None = None) -> dict[st
         pre, post = int(name[1]) - 1, int(name[-1]) - 1
         block = off_diagonal & (groups[:, None] == pre) & (groups[None, :] == post)
         shares[name] = float(small[block].mean())
+    shares["all"] = float(small[off_diagonal].mean())
     return shares
 
 

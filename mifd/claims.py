@@ -162,17 +162,18 @@ def magnitude(claim: str, name: str, values, threshold: float) -> Verdict:
 
 
 def versus_control(claim: str, name: str, mi, control, alternative: str = "greater",
-                   alpha: float = ALPHA) -> Verdict:
+                   alpha: float = ALPHA, against: str = "the control") -> Verdict:
     """Yes when the MI runs' values are higher ("greater") or lower ("less") than the
-    control's: one-sided exact rank-sum test, p < α; not decidable when no outcome could
-    reach α with these run counts."""
+    control's (`against` names it in the rule): one-sided exact rank-sum test, p < α; not
+    decidable when no outcome could reach α with these run counts."""
     mi, control = _finite(mi), _finite(control)
     word = "higher" if alternative == "greater" else "lower"
-    rule = f"{name} {word} than the control (exact one-sided rank-sum p < {alpha:g})"
+    rule = f"{name} {word} than {against} (exact one-sided rank-sum p < {alpha:g})"
     p = rank_sum_p(mi, control, alternative)
     decidable = min_p_rank_sum(mi.size, control.size) < alpha
+    short = against.removeprefix("the ")
     return Verdict(claim, rule, _word(p < alpha, decidable),
-                   f"{name} {mean_sd(mi)} vs control {mean_sd(control)} "
+                   f"{name} {mean_sd(mi)} vs {short} {mean_sd(control)} "
                    f"({mi.size} vs {_runs(control.size)}, p = {p:.2g})", p)
 
 
@@ -355,3 +356,41 @@ def separation_claims(mi: pd.DataFrame, control: pd.DataFrame, lags: pd.DataFram
                            alpha=alpha),
             magnitude("the detected communities are the two halves", nmi, mi[nmi], 0.5),
             *functional_first(lags, alpha, unit)]
+
+
+# --- chapter 6: beyond the paper ----------------------------------------------------------
+
+DOSE_INDICES = ("accuracy", "mi", "Q_corr", "Q_str", "D_corr", "D_in", "D_out")
+
+
+def dose_claims(finals: pd.DataFrame, indices=DOSE_INDICES, alpha: float = ALPHA) -> list[Verdict]:
+    """The λ study: for each index, whether its final value changes monotonically with λ
+    across all runs (`trend`, two-sided). `finals`: a row per run with "lambda" and the indices."""
+    return [trend(f"{name} depends on λ", name, finals["lambda"], finals[name], alpha=alpha)
+            for name in indices]
+
+
+def sparsity_claims(finals: pd.DataFrame, lambda_mi: float, alpha: float = ALPHA) -> list[Verdict]:
+    """The L1 study, for each c_L1 > 0 in `finals` (a row per run with "lambda", "c_l1",
+    "Q_str" and "near-zero" = the share of near-zero recurrent weights): with MI minimisation
+    (λ = `lambda_mi`), is Q_str higher than with MI minimisation alone (c_L1 = 0), and above the
+    authors' 0.1; without it (λ = 0), is Q_str higher than the plain control, and is W_rec
+    sparser. Each comparison is on the same seeds' runs without L1."""
+    def runs(lam, c):
+        return finals[(finals["lambda"] == lam) & (finals["c_l1"] == c)]
+
+    rows = []
+    for c in sorted(v for v in finals["c_l1"].unique() if v > 0):
+        with_mi, alone, base_mi, base = runs(lambda_mi, c), runs(0.0, c), runs(lambda_mi, 0.0), runs(0.0, 0.0)
+        claim = f"c_L1 = {c:g} with MI minimisation raises Q_str"
+        rows += [versus_control(claim, "Q_str", with_mi["Q_str"], base_mi["Q_str"], alpha=alpha,
+                                against=f"λ = {lambda_mi:g} without L1"),
+                 magnitude(claim, "Q_str", with_mi["Q_str"], STRUCTURAL_Q)]
+        claim = f"c_L1 = {c:g} alone (λ = 0) creates structural modularity"
+        rows += [versus_control(claim, "Q_str", alone["Q_str"], base["Q_str"], alpha=alpha,
+                                against="λ = 0 without L1"),
+                 magnitude(claim, "Q_str", alone["Q_str"], STRUCTURAL_Q)]
+        rows.append(versus_control(f"c_L1 = {c:g} alone (λ = 0) sparsens W_rec", "near-zero share",
+                                   alone["near-zero"], base["near-zero"], alpha=alpha,
+                                   against="λ = 0 without L1"))
+    return rows

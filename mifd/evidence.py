@@ -76,7 +76,8 @@ def study_finals(records: dict[str, list], seed: int,
     """A working-memory study beyond the paper (chapter 6): one row per run of `records`
     ({label: runs}) with its λ and c_L1, the final values and indices of `wm_finals`,
     Q_str / Q_corr, t50 of Q_corr and Q_str (fraction of the final value, epochs) and the
-    share of near-zero weights per block of W_rec (`analysis.block_sparsity`)."""
+    share of near-zero weights of W_rec, in all ("near-zero") and per block ("near-zero G1→G2",
+    …; `analysis.block_sparsity`)."""
     courses = wm_courses(records, seed)
     finals = wm_finals(courses, records, differentiation_q)
     onsets = analysis.onset_table(courses, ("Q_corr", "Q_str"), fractions=(0.5,))
@@ -89,7 +90,8 @@ def study_finals(records: dict[str, list], seed: int,
                      "c_l1": record.config.training.c_l1,
                      "Q_str / Q_corr": row.Q_str / row.Q_corr if row.Q_corr else float("nan"),
                      **onsets.loc[row.run].to_dict(),
-                     **{f"near-zero {k}": v for k, v in analysis.block_sparsity(w_rec).items()}})
+                     **{"near-zero" if k == "all" else f"near-zero {k}": v
+                        for k, v in analysis.block_sparsity(w_rec).items()}})
     return pd.concat([finals, pd.DataFrame(rows, index=finals.index)], axis=1)
 
 

@@ -170,5 +170,6 @@ def test_block_sparsity_counts_near_zero_weights_per_block_without_the_diagonal(
     w[3, 4] = 0.0                         # one of the six off-diagonal G2 → G2 weights
     np.fill_diagonal(w, 0.0)              # self-connections do not count
     shares = analysis.block_sparsity(w)
-    assert shares == {"G1→G1": 0.0, "G1→G2": 1.0, "G2→G1": 0.0, "G2→G2": pytest.approx(1 / 6)}
+    assert shares == {"G1→G1": 0.0, "G1→G2": 1.0, "G2→G1": 0.0, "G2→G2": pytest.approx(1 / 6),
+                      "all": pytest.approx(10 / 30)}
     assert analysis.block_sparsity(w, near_zero=0.0001)["G1→G2"] == 0.0

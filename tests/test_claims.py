@@ -161,3 +161,31 @@ def test_spearman_permutation_p_matches_scipy_and_can_fail():
     assert claims.trend("c", "Q_str", x, y, "greater").verdict == "yes"
     assert claims.trend("c", "Q_str", x, -y, "greater").verdict == "no"
     assert claims.trend("c", "Q_str", x[:2], y[:2]).verdict == "not decidable"
+
+
+def test_dose_claims_find_a_monotonic_index_and_not_a_flat_one():
+    lam = np.repeat([0.0, 0.03, 0.1, 0.3, 1.0], 5)
+    finals = pd.DataFrame({"lambda": lam, "Q_str": lam + np.tile(np.arange(5) * 1e-3, 5),
+                           "accuracy": np.tile([0.91, 0.95, 0.93, 0.92, 0.94], 5)})
+    rows = {v.claim: v for v in claims.dose_claims(finals, ("Q_str", "accuracy"))}
+    assert rows["Q_str depends on λ"].verdict == "yes"
+    assert rows["accuracy depends on λ"].verdict == "no"
+
+
+def _l1_table(q_mi_l1, q_mi, q_l1, q0, zero_l1, zero0):
+    rows = []
+    for (lam, c), (q, z) in {(0.1, 0.001): (q_mi_l1, zero0), (0.1, 0.0): (q_mi, zero0),
+                             (0.0, 0.001): (q_l1, zero_l1), (0.0, 0.0): (q0, zero0)}.items():
+        rows += [{"lambda": lam, "c_l1": c, "seed": s, "Q_str": q[s] + 1e-3 * s,
+                  "near-zero": z[s] + 1e-3 * s} for s in range(len(q_mi))]
+    return pd.DataFrame(rows)
+
+
+def test_sparsity_claims_compare_each_strength_with_the_same_lambda_without_l1():
+    n = 4                                  # 4 vs 4: the exact test reaches 1/70
+    table = _l1_table([0.2] * n, [0.05] * n, [0.0] * n, [0.0] * n, [0.5] * n, [0.1] * n)
+    rows = claims.sparsity_claims(table, 0.1)
+    assert [v.verdict for v in rows] == ["yes", "yes", "no", "no", "yes"]
+    assert "than λ = 0.1 without L1" in rows[0].rule and "vs λ = 0.1 without L1" in rows[0].numbers
+    three = table[table["seed"] < 3]       # 3 vs 3 cannot go below p = 0.05
+    assert {v.verdict for v in claims.sparsity_claims(three, 0.1) if not np.isnan(v.p)} == {"not decidable"}
