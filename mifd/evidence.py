@@ -125,6 +125,16 @@ def stored_study(configs: dict[str, RunConfig], seeds, root=None) -> tuple[dict[
     return records, sweep.command(wanted) if missing else ""
 
 
+def pilot_strengths(pilot: pd.DataFrame, kept: int, column: str = "accuracy",
+                    threshold: float = analysis.SUCCESS_ACCURACY) -> list[float]:
+    """The L1 pilot's rule: of the strengths tried (`pilot`: a row per run with "c_l1" and
+    `column`), the `kept` largest whose runs' mean `column` stays above `threshold`, in
+    increasing order (fewer when fewer pass)."""
+    means = pilot.groupby("c_l1")[column].mean()
+    passing = sorted(float(c) for c, v in means.items() if c > 0 and v > threshold)
+    return passing[-kept:] if kept > 0 else []
+
+
 def setting_where_below(finals: pd.DataFrame, setting: str, column: str = "accuracy",
                         threshold: float = analysis.SUCCESS_ACCURACY) -> float:
     """The smallest value of `setting` (a column, e.g. "lambda") whose runs' mean `column`

@@ -192,16 +192,16 @@ def profile_courses(courses: pd.DataFrame, ylabels: dict[str, str]) -> Figure:
 
 
 def dose_response(finals: pd.DataFrame, setting: str, ylabels: dict[str, str], xlabel: str,
-                  hue: str | None = None, linthresh: float | None = None) -> Figure:
+                  hue: str | None = None, linthresh: float | None = None, columns: int = 2) -> Figure:
     """Final values against a setting (e.g. λ), one panel per key of `ylabels`.
 
     finals: one row per run with columns `setting`, "seed", the keys of `ylabels` and, when
     given, `hue` (a colour per value, e.g. c_L1). Each seed is a thin line across the
     setting's values, the mean over seeds a thick line with ± 1 sd bars. The x axis is
     logarithmic; with `linthresh` it is linear below it (symlog), so a setting of 0 (the
-    control) has a place.
+    control) has a place; `columns`: panels per row (at most 3).
     """
-    fig, axes = _panel_grid(len(ylabels), 2, 2.5)
+    fig, axes = _panel_grid(len(ylabels), columns, 2.5)
     hues = [None] if hue is None else sorted(finals[hue].unique())
     legend = {}
     for ax, (quantity, ylabel) in zip(axes.flat, ylabels.items()):

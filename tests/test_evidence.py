@@ -132,3 +132,10 @@ def test_stored_study_splits_stored_from_missing_and_names_one_command(smoke_rec
     assert "--set training.c_l1=0,0.001" in command and "--lambda-mi 0.1 0" in command
     records, command = evidence.stored_study({k: configs[k] for k in ("λ = 0.1", "λ = 0")}, [1, 2], root)
     assert command == "" and sum(map(len, records.values())) == 4
+
+
+def test_pilot_strengths_keep_the_largest_that_stay_accurate():
+    pilot = pd.DataFrame({"c_l1": [1e-5, 1e-4, 1e-3, 1e-2], "accuracy": [0.95, 0.93, 0.91, 0.6]})
+    assert evidence.pilot_strengths(pilot, 2) == [1e-4, 1e-3]
+    assert evidence.pilot_strengths(pilot, 5) == [1e-5, 1e-4, 1e-3]
+    assert evidence.pilot_strengths(pilot.assign(accuracy=0.5), 2) == []
