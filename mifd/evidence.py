@@ -240,11 +240,42 @@ def separation_search(base: RunConfig, variants: dict[str, dict[str, Any]], seed
                          "changes": ", ".join(f"{k} = {v:g}" for k, v in changes.items()) or "–",
                          "seed": seed, "R² (all steps)": scored["r2_mean"],
                          "R² (t ≥ washout)": scored["r2_mean_scored"],
+                         "epochs": config.training.epochs,
+                         "core-seconds per epoch": (3600 * costs.core_hours(record.provenance)
+                                                    / config.training.epochs),
                          "core-minutes per run": 60 * costs.core_hours(record.provenance),
                          "CPU": (store.cpu_name(record.provenance["cpu"])
                                  if "cpu" in record.provenance else "not recorded")})
     commands = "\n".join(sweep.command({"": [run]}) for run in missing)
     return pd.DataFrame(rows), commands
+
+
+SEARCH_TARGET, SEARCH_PREFERRED = 0.9, 0.96   # mean test R² over t ≥ washout with MI minimisation
+
+
+def search_relative_cost(search: pd.DataFrame, variants: dict[str, dict[str, Any]],
+                         book_epochs: int) -> pd.Series:
+    """Each search run's cost as a multiple of a `book` run's on the same processor: its
+    core-seconds per epoch × epochs ÷ (the book epoch's core-seconds × `book_epochs`). A variant
+    that changes nothing but the epochs does a book epoch's work, so its multiple is its epochs ÷
+    `book_epochs` on any processor, and its records give the book epoch's cost on theirs; a
+    variant on a processor with no such record gets NaN."""
+    same_epoch = {name for name, changes in variants.items() if set(changes) <= {"training.epochs"}}
+    epoch_cost = (search[search["variant"].isin(same_epoch)]
+                  .groupby("CPU")["core-seconds per epoch"].mean())
+    reference = search["CPU"].map(epoch_cost) * book_epochs
+    multiple = search["core-seconds per epoch"] * search["epochs"] / reference
+    return multiple.where(~search["variant"].isin(same_epoch), search["epochs"] / book_epochs)
+
+
+def search_choice(search: pd.DataFrame, budget: float, preferred: float = SEARCH_PREFERRED) -> str:
+    """The rule that picks the separation profile from the search (fixed before the search was
+    read): keep "book" unless a variant's mean R² over t ≥ washout with MI minimisation reaches
+    `preferred` at a cost (column "× book") of at most `budget` book runs; then the cheapest
+    such variant."""
+    by_variant = search.groupby("variant").agg(r2=("R² (t ≥ washout)", "mean"), cost=("× book", "mean"))
+    good = by_variant[(by_variant["r2"] >= preferred) & (by_variant["cost"] <= budget)]
+    return str(good["cost"].idxmin()) if len(good) else "book"
 
 
 def separation_finals(records: dict[str, list], replays: dict | None = None) -> pd.DataFrame:

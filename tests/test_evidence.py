@@ -139,3 +139,21 @@ def test_pilot_strengths_keep_the_largest_that_stay_accurate():
     assert evidence.pilot_strengths(pilot, 2) == [1e-4, 1e-3]
     assert evidence.pilot_strengths(pilot, 5) == [1e-5, 1e-4, 1e-3]
     assert evidence.pilot_strengths(pilot.assign(accuracy=0.5), 2) == []
+
+
+def test_search_costs_are_relative_to_a_book_epoch_on_the_same_processor_and_choose_by_the_rule():
+    variants = {"book": {}, "60 epochs": {"training.epochs": 60}, "fewer steps": {"training.n_sm_steps": 2}}
+    search = pd.DataFrame([
+        {"variant": "book", "CPU": "not recorded", "epochs": 30, "core-seconds per epoch": 28.0,
+         "R² (t ≥ washout)": 0.94},
+        {"variant": "60 epochs", "CPU": "slow", "epochs": 60, "core-seconds per epoch": 90.0,
+         "R² (t ≥ washout)": 0.97},
+        {"variant": "fewer steps", "CPU": "slow", "epochs": 30, "core-seconds per epoch": 45.0,
+         "R² (t ≥ washout)": 0.95},
+        {"variant": "fewer steps", "CPU": "elsewhere", "epochs": 30, "core-seconds per epoch": 9.0,
+         "R² (t ≥ washout)": 0.95}])
+    search["× book"] = evidence.search_relative_cost(search, variants, book_epochs=30)
+    assert search["× book"].iloc[:3].tolist() == [1.0, 2.0, 0.5] and np.isnan(search["× book"].iloc[3])
+    assert evidence.search_choice(search, budget=2.2) == "60 epochs"
+    assert evidence.search_choice(search, budget=1.5) == "book"       # too dear
+    assert evidence.search_choice(search, budget=2.2, preferred=0.98) == "book"
