@@ -192,11 +192,12 @@ def profile_courses(courses: pd.DataFrame, ylabels: dict[str, str]) -> Figure:
 
 
 def dose_response(finals: pd.DataFrame, setting: str, ylabels: dict[str, str], xlabel: str,
-                  hue: str | None = None, linthresh: float | None = None, columns: int = 2) -> Figure:
+                  hue: str | None = None, linthresh: float | None = None, columns: int = 2,
+                  hue_label: str | None = None) -> Figure:
     """Final values against a setting (e.g. λ), one panel per key of `ylabels`.
 
     finals: one row per run with columns `setting`, "seed", the keys of `ylabels` and, when
-    given, `hue` (a colour per value, e.g. c_L1). Each seed is a thin line across the
+    given, `hue` (a colour per value, e.g. c_L1, named `hue_label` in the legend). Each seed is a thin line across the
     setting's values, the mean over seeds a thick line with ± 1 sd bars. The x axis is
     logarithmic; with `linthresh` it is linear below it (symlog), so a setting of 0 (the
     control) has a place; `columns`: panels per row (at most 3).
@@ -214,7 +215,8 @@ def dose_response(finals: pd.DataFrame, setting: str, ylabels: dict[str, str], x
             line = ax.errorbar(stats.index, stats["mean"], yerr=stats["std"].fillna(0), color=color,
                                lw=2, marker="o", ms=4, capsize=3)
             n = int(stats["size"].max())
-            name = "each seed thin" if value is None else f"{hue} = {value:g}: each seed thin"
+            name = ("each seed thin" if value is None
+                    else f"{hue_label or hue} = {value:g}: each seed thin")
             legend.setdefault(f"{name}, mean ± sd of {n} thick", line)
         if linthresh is None:
             ax.set_xscale("log")
