@@ -222,6 +222,8 @@ def dose_response(finals: pd.DataFrame, setting: str, ylabels: dict[str, str], x
             ax.set_xscale("log")
         else:
             ax.set_xscale("symlog", linthresh=linthresh)
+        if not np.isfinite(finals[quantity].to_numpy(float)).any():
+            ax.text(0.5, 0.5, "no finite values", ha="center", va="center", transform=ax.transAxes)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
     _legend_below(fig, list(legend.values()), list(legend), columns=1)
