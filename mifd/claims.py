@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from itertools import combinations, product
-from math import comb
+from math import comb, factorial
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,16 @@ EXACT_LIMIT = 2_000_000  # splits / sign patterns enumerated; beyond it a test r
 def min_p_rank_sum(n_a: int, n_b: int) -> float:
     """The smallest one-sided p-value an exact rank-sum test of n_a vs n_b runs can give."""
     return 1.0 / comb(n_a + n_b, n_a) if n_a and n_b else 1.0
+
+
+def min_p_spearman(x, alternative: str = "two-sided") -> float:
+    """The smallest p-value Spearman's test of n values of a setting `x` (ties allowed, e.g.
+    five seeds at each of five λ) can give: the pairings as extreme as the most extreme one
+    (y ordered within x's tie groups in any way) over all n! pairings, doubled two-sided."""
+    x = np.asarray(x, float)
+    x = x[np.isfinite(x)]
+    ways = np.prod([factorial(k) for k in np.unique(x, return_counts=True)[1]], dtype=float)
+    return min(1.0, (2.0 if alternative == "two-sided" else 1.0) * ways / factorial(x.size))
 
 
 def min_p_signed_rank(n: int) -> float:
@@ -188,17 +198,19 @@ def positive(claim: str, name: str, values, alpha: float = ALPHA) -> Verdict:
 
 
 def trend(claim: str, name: str, x, y, alternative: str = "two-sided", alpha: float = ALPHA,
-          permutations: int = 20_000) -> Verdict:
-    """Yes when `y` (one value per run) changes monotonically with `x` (e.g. λ) across all
-    runs: Spearman's ρ with a permutation test (`spearman_p`), p < α; "greater"/"less" ask
-    for a rise/fall, "two-sided" for either. Not decidable when the permutations cannot
-    reach α or fewer than three runs have both values."""
+          permutations: int = 20_000, setting: str = "the setting") -> Verdict:
+    """Yes when `y` (one value per run) changes monotonically with `x` (e.g. λ, named
+    `setting` in the rule) across all runs: Spearman's ρ with a permutation test
+    (`spearman_p`), p < α; "greater"/"less" ask for a rise/fall, "two-sided" for either. Not
+    decidable when no pairing of these runs could reach α (`min_p_spearman`), the
+    permutations cannot, or fewer than three runs have both values."""
     rho, p = spearman_p(x, y, alternative, permutations)
-    n = _finite_pairs(x, y)[0].size
+    xs = _finite_pairs(x, y)[0]
     word = {"greater": "rises", "less": "falls", "two-sided": "changes monotonically"}[alternative]
-    decidable = not np.isnan(p) and 1.0 / (permutations + 1) < alpha
-    return Verdict(claim, f"{name} {word} with the setting (Spearman, permutation p < {alpha:g})",
-                   _word(p < alpha, decidable), f"ρ = {rho:.2f} over {_runs(n)}, p = {p:.2g}", p)
+    reach = max(min_p_spearman(xs, alternative), 1.0 / (permutations + 1))
+    decidable = not np.isnan(p) and reach < alpha
+    return Verdict(claim, f"{name} {word} with {setting} (Spearman, permutation p < {alpha:g})",
+                   _word(p < alpha, decidable), f"ρ = {rho:.2f} over {_runs(xs.size)}, p = {p:.2g}", p)
 
 
 def precedence(claim: str, measures: dict[str, np.ndarray], alpha: float = ALPHA,
@@ -360,37 +372,64 @@ def separation_claims(mi: pd.DataFrame, control: pd.DataFrame, lags: pd.DataFram
 
 # --- chapter 6: beyond the paper ----------------------------------------------------------
 
-DOSE_INDICES = ("accuracy", "mi", "Q_corr", "Q_str", "D_corr", "D_in", "D_out")
+DOSE_INDICES = ("accuracy", "mi", "Q_corr", "Q_str", "D_corr", "D_in", "D_out", "t50 Q_corr", "t50 Q_str")
+NAMES = {"mi": "Î"}   # column → the name the tables print
 
 
-def dose_claims(finals: pd.DataFrame, indices=DOSE_INDICES, alpha: float = ALPHA) -> list[Verdict]:
-    """The λ study: for each index, whether its final value changes monotonically with λ
-    across all runs (`trend`, two-sided). `finals`: a row per run with "lambda" and the indices."""
-    return [trend(f"{name} depends on λ", name, finals["lambda"], finals[name], alpha=alpha)
-            for name in indices]
+def dose_claims(finals: pd.DataFrame, indices=DOSE_INDICES, alpha: float = ALPHA,
+                accuracy: float = SUCCESS["accuracy"]) -> list[Verdict]:
+    """The λ study (`finals`: a row per run with "lambda" and the indices): for each index,
+    whether its final value changes monotonically with λ across all runs (`trend`,
+    two-sided); then whether the runs' mean accuracy falls below `accuracy` within the λ
+    tried, and first at which λ."""
+    rows = [trend(f"{NAMES.get(name, name)} depends on λ", NAMES.get(name, name), finals["lambda"],
+                  finals[name], alpha=alpha, setting="λ") for name in indices]
+    means = finals.groupby("lambda")["accuracy"].mean().sort_index()
+    below = means[means < accuracy]
+    numbers = ", ".join(f"{v:.3f} at λ = {lam:g}" for lam, v in means.items())
+    if not len(below):
+        verdict = "no"
+    elif below.index[0] == means.index[0]:
+        verdict, numbers = "not decidable", f"already below at the smallest λ: {numbers}"
+    else:
+        verdict, numbers = "yes", f"first at λ = {below.index[0]:g}; mean accuracy {numbers}"
+    rows.append(Verdict(f"MI pressure costs the task (accuracy < {accuracy:g})",
+                        f"mean final accuracy of some λ's runs below {accuracy:g}", verdict, numbers))
+    return rows
 
 
 def sparsity_claims(finals: pd.DataFrame, lambda_mi: float, alpha: float = ALPHA) -> list[Verdict]:
-    """The L1 study, for each c_L1 > 0 in `finals` (a row per run with "lambda", "c_l1",
-    "Q_str" and "near-zero" = the share of near-zero recurrent weights): with MI minimisation
-    (λ = `lambda_mi`), is Q_str higher than with MI minimisation alone (c_L1 = 0), and above the
-    authors' 0.1; without it (λ = 0), is Q_str higher than the plain control, and is W_rec
-    sparser. Each comparison is on the same seeds' runs without L1."""
-    def runs(lam, c):
-        return finals[(finals["lambda"] == lam) & (finals["c_l1"] == c)]
+    """The L1 study, for each c_L1 > 0 in `finals` (a row per run with "seed", "lambda",
+    "c_l1", "Q_str", "epoch Q_str > 0.1" (the first snapshot past the authors' threshold,
+    later than the last when never), "near-zero" (the share of near-zero recurrent weights)
+    and "near-zero between − within" (that share between the groups minus within them)),
+    each against the runs of the same λ and seeds without L1:
+
+    - with MI minimisation (λ = `lambda_mi`): is Q_str higher, above 0.1, and reached sooner;
+    - alone (λ = 0): is Q_str higher and above 0.1; is W_rec sparser; and is its sparsity
+      aligned with the groups (more near-zero weights between them than within, compared
+      with the runs without L1), or only sparsity.
+    """
+    def pair(lam, c):
+        with_l1 = finals[(finals["lambda"] == lam) & (finals["c_l1"] == c)]
+        without = finals[(finals["lambda"] == lam) & (finals["c_l1"] == 0.0)]
+        seeds = set(with_l1["seed"]) & set(without["seed"])
+        return with_l1[with_l1["seed"].isin(seeds)], without[without["seed"].isin(seeds)]
 
     rows = []
     for c in sorted(v for v in finals["c_l1"].unique() if v > 0):
-        with_mi, alone, base_mi, base = runs(lambda_mi, c), runs(0.0, c), runs(lambda_mi, 0.0), runs(0.0, 0.0)
+        (l1, plain), against = pair(lambda_mi, c), f"λ = {lambda_mi:g} without L1"
         claim = f"c_L1 = {c:g} with MI minimisation raises Q_str"
-        rows += [versus_control(claim, "Q_str", with_mi["Q_str"], base_mi["Q_str"], alpha=alpha,
-                                against=f"λ = {lambda_mi:g} without L1"),
-                 magnitude(claim, "Q_str", with_mi["Q_str"], STRUCTURAL_Q)]
+        rows += [versus_control(claim, "Q_str", l1["Q_str"], plain["Q_str"], alpha=alpha, against=against),
+                 magnitude(claim, "Q_str", l1["Q_str"], STRUCTURAL_Q),
+                 versus_control(claim, "epoch Q_str > 0.1", l1["epoch Q_str > 0.1"],
+                                plain["epoch Q_str > 0.1"], "less", alpha, against)]
+        (l1, plain), against = pair(0.0, c), "λ = 0 without L1"
         claim = f"c_L1 = {c:g} alone (λ = 0) creates structural modularity"
-        rows += [versus_control(claim, "Q_str", alone["Q_str"], base["Q_str"], alpha=alpha,
-                                against="λ = 0 without L1"),
-                 magnitude(claim, "Q_str", alone["Q_str"], STRUCTURAL_Q)]
+        rows += [versus_control(claim, "Q_str", l1["Q_str"], plain["Q_str"], alpha=alpha, against=against),
+                 magnitude(claim, "Q_str", l1["Q_str"], STRUCTURAL_Q),
+                 versus_control(claim, "near-zero between − within", l1["near-zero between − within"],
+                                plain["near-zero between − within"], alpha=alpha, against=against)]
         rows.append(versus_control(f"c_L1 = {c:g} alone (λ = 0) sparsens W_rec", "near-zero share",
-                                   alone["near-zero"], base["near-zero"], alpha=alpha,
-                                   against="λ = 0 without L1"))
+                                   l1["near-zero"], plain["near-zero"], alpha=alpha, against=against))
     return rows

@@ -75,9 +75,11 @@ def study_finals(records: dict[str, list], seed: int,
                  differentiation_q: float = claims.STRUCTURAL_Q) -> pd.DataFrame:
     """A working-memory study beyond the paper (chapter 6): one row per run of `records`
     ({label: runs}) with its λ and c_L1, the final values and indices of `wm_finals`,
-    Q_str / Q_corr, t50 of Q_corr and Q_str (fraction of the final value, epochs) and the
-    share of near-zero weights of W_rec, in all ("near-zero") and per block ("near-zero G1→G2",
-    …; `analysis.block_sparsity`)."""
+    Q_str / Q_corr, t50 of Q_corr and Q_str (fraction of the final value, epochs), "epoch
+    Q_str > 0.1" (the first snapshot whose Q_str exceeds `differentiation_q`; one epoch past
+    the last snapshot when none does), and the share of near-zero weights of W_rec, in all
+    ("near-zero"), per block ("near-zero G1→G2", …; `analysis.block_sparsity`) and between
+    the groups minus within them ("near-zero between − within")."""
     courses = wm_courses(records, seed)
     finals = wm_finals(courses, records, differentiation_q)
     onsets = analysis.onset_table(courses, ("Q_corr", "Q_str"), fractions=(0.5,))
@@ -85,13 +87,19 @@ def study_finals(records: dict[str, list], seed: int,
     rows = []
     for row in finals.itertuples(index=False):
         record = runs[row.condition, row.seed]
-        w_rec = evaluate.final_parameters(record.snapshots)["w_rec"]
+        course = courses[courses["run"] == row.run].sort_values("epoch")
+        past = course["epoch"][course["Q_str"] > differentiation_q]
+        blocks = analysis.block_sparsity(evaluate.final_parameters(record.snapshots)["w_rec"])
         rows.append({"lambda": record.config.training.lambda_mi,
                      "c_l1": record.config.training.c_l1,
                      "Q_str / Q_corr": row.Q_str / row.Q_corr if row.Q_corr else float("nan"),
                      **onsets.loc[row.run].to_dict(),
-                     **{"near-zero" if k == "all" else f"near-zero {k}": v
-                        for k, v in analysis.block_sparsity(w_rec).items()}})
+                     "epoch Q_str > 0.1": (float(past.iloc[0]) if len(past)
+                                           else float(course["epoch"].max() + 1)),
+                     "near-zero": blocks.pop("all"),
+                     **{f"near-zero {k}": v for k, v in blocks.items()},
+                     "near-zero between − within": (blocks["G1→G2"] + blocks["G2→G1"]
+                                                    - blocks["G1→G1"] - blocks["G2→G2"]) / 2})
     return pd.concat([finals, pd.DataFrame(rows, index=finals.index)], axis=1)
 
 

@@ -31,7 +31,8 @@ def test_chapter6_runs_both_studies_and_decides_its_findings(tmp_path):
     text = _outputs(out)
     assert "12 of 12 runs stored." in text and "kept for the study: c_L1 = 0.01" in text
     assert "16 of 16 runs stored." in text                # 2 λ × (no L1 + one strength) × 4 seeds
-    for rule in ("Q_str changes monotonically with the setting",
+    assert "near-zero between − within higher than λ = 0 without L1" in text
+    for rule in ("Q_str changes monotonically with λ",
                  "Q_str higher than λ = 0.1 without L1", "near-zero share higher than λ = 0 without L1"):
         assert rule in text
     assert "Runs not stored yet" not in text

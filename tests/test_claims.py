@@ -168,8 +168,22 @@ def test_dose_claims_find_a_monotonic_index_and_not_a_flat_one():
     finals = pd.DataFrame({"lambda": lam, "Q_str": lam + np.tile(np.arange(5) * 1e-3, 5),
                            "accuracy": np.tile([0.91, 0.95, 0.93, 0.92, 0.94], 5)})
     rows = {v.claim: v for v in claims.dose_claims(finals, ("Q_str", "accuracy"))}
-    assert rows["Q_str depends on λ"].verdict == "yes"
+    assert rows["Q_str depends on λ"].verdict == "yes" and "with λ" in rows["Q_str depends on λ"].rule
     assert rows["accuracy depends on λ"].verdict == "no"
+    assert rows["MI pressure costs the task (accuracy < 0.9)"].verdict == "no"
+    falling = finals.assign(accuracy=0.95 - 0.2 * finals["lambda"])
+    cost = claims.dose_claims(falling, ("accuracy",))[-1]
+    assert cost.verdict == "yes" and cost.numbers.startswith("first at λ = 0.3")
+    assert claims.dose_claims(finals.assign(accuracy=0.5), ("accuracy",))[-1].verdict == "not decidable"
+
+
+def test_spearman_reach_decides_decidability():
+    assert claims.min_p_spearman([1, 2, 3, 4]) == pytest.approx(2 / 24)        # no ties: 2/n!
+    assert claims.min_p_spearman([0, 0, 1, 1], "greater") == pytest.approx(4 / 24)
+    four = claims.trend("c", "y", [1, 2, 3, 4], [1, 2, 3, 4])
+    assert four.verdict == "not decidable"                                    # best p 0.083
+    five = claims.trend("c", "y", [1, 2, 3, 4, 5], [1, 2, 3, 4, 5])
+    assert five.verdict == "yes"                                              # 2/120 reachable
 
 
 def _l1_table(q_mi_l1, q_mi, q_l1, q0, zero_l1, zero0):
@@ -177,7 +191,8 @@ def _l1_table(q_mi_l1, q_mi, q_l1, q0, zero_l1, zero0):
     for (lam, c), (q, z) in {(0.1, 0.001): (q_mi_l1, zero0), (0.1, 0.0): (q_mi, zero0),
                              (0.0, 0.001): (q_l1, zero_l1), (0.0, 0.0): (q0, zero0)}.items():
         rows += [{"lambda": lam, "c_l1": c, "seed": s, "Q_str": q[s] + 1e-3 * s,
-                  "near-zero": z[s] + 1e-3 * s} for s in range(len(q_mi))]
+                  "epoch Q_str > 0.1": 1001.0 - 100 * q[s] - s, "near-zero": z[s] + 1e-3 * s,
+                  "near-zero between − within": z[s] - 0.1 + 1e-3 * s} for s in range(len(q_mi))]
     return pd.DataFrame(rows)
 
 
@@ -185,7 +200,10 @@ def test_sparsity_claims_compare_each_strength_with_the_same_lambda_without_l1()
     n = 4                                  # 4 vs 4: the exact test reaches 1/70
     table = _l1_table([0.2] * n, [0.05] * n, [0.0] * n, [0.0] * n, [0.5] * n, [0.1] * n)
     rows = claims.sparsity_claims(table, 0.1)
-    assert [v.verdict for v in rows] == ["yes", "yes", "no", "no", "yes"]
+    assert [v.verdict for v in rows] == ["yes", "yes", "yes", "no", "no", "yes", "yes"]
     assert "than λ = 0.1 without L1" in rows[0].rule and "vs λ = 0.1 without L1" in rows[0].numbers
     three = table[table["seed"] < 3]       # 3 vs 3 cannot go below p = 0.05
     assert {v.verdict for v in claims.sparsity_claims(three, 0.1) if not np.isnan(v.p)} == {"not decidable"}
+    # only the seeds both sides have are compared
+    partial = table[~((table["c_l1"] == 0.0) & (table["lambda"] == 0.1) & (table["seed"] == 0))]
+    assert "(3 vs 3 runs" in claims.sparsity_claims(partial, 0.1)[0].numbers

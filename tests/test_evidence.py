@@ -111,8 +111,13 @@ def test_separation_search_reads_stored_variants_and_names_the_missing(tmp_path)
 def test_study_finals_add_settings_onsets_and_block_sparsity(smoke_records):
     finals = evidence.study_finals(smoke_records, seed=0)
     assert len(finals) == 6 and set(finals["lambda"]) == {0.1, 0.0} and set(finals["c_l1"]) == {0.0}
-    for column in ("t50 Q_corr", "t50 Q_str", "near-zero G1→G2", "Q_str / Q_corr"):
+    for column in ("t50 Q_corr", "t50 Q_str", "near-zero G1→G2", "Q_str / Q_corr", "near-zero"):
         assert column in finals
+    row = finals.iloc[0]
+    assert row["near-zero between − within"] == pytest.approx(
+        (row["near-zero G1→G2"] + row["near-zero G2→G1"] - row["near-zero G1→G1"] - row["near-zero G2→G2"]) / 2)
+    never = finals["Q_str"] <= 0.1            # smoke runs never pass 0.1: one epoch past the last snapshot
+    assert (finals.loc[never, "epoch Q_str > 0.1"] == finals.loc[never, "epoch"] + 1).all()
     shares = finals[[f"near-zero {b}" for b in analysis.BLOCKS]].to_numpy()
     assert ((shares >= 0) & (shares <= 1)).all()
     table = pd.DataFrame({"lambda": [0.0, 0.0, 0.3, 0.3, 1.0], "accuracy": [0.95, 0.93, 0.91, 0.87, 0.6]})
