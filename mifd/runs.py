@@ -144,6 +144,14 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def gpu_name(device: torch.device) -> dict[str, str]:
+    """{"gpu": the GPU's name and CUDA version} for a CUDA device, {} for the CPU: what a
+    record trained on a GPU says beside its device."""
+    if device.type != "cuda":
+        return {}
+    return {"gpu": f"{torch.cuda.get_device_name(device)}, CUDA {torch.version.cuda}"}
+
+
 def check_cohort(configs: Sequence[RunConfig], seeds: Sequence[int]) -> None:
     """ValueError unless the runs can train as one cohort: the same settings but the per-run
     fields, and no (configuration, seed) twice."""
@@ -446,7 +454,8 @@ def train_cohort(
             np.asarray(member.snapshot_epochs),
             store.provenance({"git_commit": member.commit, "train_seconds": member.seconds,
                               "seconds_per_epoch": member.seconds / max(epochs, 1),
-                              "device": str(state.device), "sittings": member.sittings,
+                              "device": str(state.device), **gpu_name(state.device),
+                              "sittings": member.sittings,
                               "cohort_runs": len(configs)}),
             root,
         )

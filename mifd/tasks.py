@@ -1,8 +1,9 @@
 """The two tasks of the paper as plain array producers (SPEC §3); no model code here.
 
-* `wm_batch`: the 2-bit flip-flop working memory (SPEC §3.1); `wm_onsets` and
-  `wm_from_onsets` split it into its random draw and the arithmetic, so a cohort draws
-  each run's onsets from its own stream and computes every run's batches at once.
+* `wm_batch`: the 2-bit flip-flop working memory (SPEC §3.1); `wm_onsets` (numpy, each
+  run's own stream; `cohort_onsets` for a cohort) and `wm_signals` (torch, on the cohort's
+  device) split it into its random draw and the arithmetic, so a cohort draws each run's
+  onsets from its own stream and computes every run's batches at once.
 * `lorenz` / `rossler` / `integrate` / `normalise`: the chaotic sources (SPEC §3.2);
   `chaos_trajectories` generates them from explicit seeds and caches each one on disk as
   float32; `separation_batch` mixes Lorenz and Rössler into input L + R and target [L, R].
@@ -14,11 +15,13 @@ import hashlib
 import io
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+import torch
 from scipy.integrate import solve_ivp
 
 from .config import SeparationTaskConfig, WMTaskConfig
@@ -64,60 +67,78 @@ def wm_onsets(cfg: WMTaskConfig, rng: np.random.Generator, n_batches: int = 1) -
     return rng.random((n_batches * cfg.batch_size, n_steps + 2, 4)) < cfg.onset_prob
 
 
-def wm_from_onsets(cfg: WMTaskConfig, onsets: np.ndarray) -> WMBatch:
-    """Pulses, latched bits and target ramps of any number of sequences' onsets at once
-    (e.g. the batches of every run of a cohort): onsets (sequences, T + 2, 4) bool."""
+def cohort_onsets(cfg: WMTaskConfig, rngs: Sequence[np.random.Generator], n_batches: int = 1,
+                  workers: int = 1) -> np.ndarray:
+    """`wm_onsets` of every run of a cohort from its own stream, concatenated along the
+    sequence axis: (runs·n_batches·batch, T + 2, 4) bool. With `workers` > 1 the runs are
+    drawn on that many threads (numpy releases the GIL while it fills large arrays; each
+    stream is used by one thread, in its own order), which is what keeps a GPU cohort's
+    epoch from waiting on its batches."""
+    if workers < 2 or len(rngs) < 2:
+        return np.concatenate([wm_onsets(cfg, rng, n_batches) for rng in rngs])
+    with ThreadPoolExecutor(min(workers, len(rngs))) as pool:
+        return np.concatenate(list(pool.map(lambda rng: wm_onsets(cfg, rng, n_batches), rngs)))
+
+
+def wm_signals(cfg: WMTaskConfig, onsets: torch.Tensor, targets: bool = True
+               ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Pulses, latched bits and target ramps of any number of sequences' onsets at once,
+    computed where the onsets are (a cohort's GPU, or the CPU): onsets (S, T + 2, 4) bool.
+
+    Returns inputs (S, T, 4) float32, and with `targets` the targets (S, T, 2) float32 and
+    the latched bits (S, T + 1, 2) int8 (else None for both: the critic's batches need no
+    targets). Every value is exactly what the rules of `wm_batch` give, on any device: the
+    pulses and bits are integer arithmetic, the ramp adds and clips in float64 step by step.
+    """
     n_steps = cfg.n_transient + cfg.n_learn
-    inputs = cfg.amplitude * _pulses(onsets[:, : n_steps], cfg.pulse_length)
-    on = onsets[:, : n_steps + 1, ON_CHANNELS]
-    off = onsets[:, : n_steps + 1, OFF_CHANNELS]
-    bits = _latched_bits(on, off)
+    inputs = cfg.amplitude * _pulses(onsets[:, :n_steps], cfg.pulse_length)
+    if not targets:
+        return inputs, None, None
+    bits = _latched_bits(onsets[:, : n_steps + 1, ON_CHANNELS],
+                         onsets[:, : n_steps + 1, OFF_CHANNELS])
     trace = _ramp(bits, cfg.slope)
-    return WMBatch(
-        inputs=inputs.astype(np.float32),
-        targets=trace[:, 1:].astype(np.float32),
-        bits=bits,
-        onsets=onsets,
-    )
+    return inputs, trace[:, 1:].to(torch.float32), bits
 
 
-def _pulses(onsets: np.ndarray, length: int) -> np.ndarray:
-    """(batch, T, C) bool onsets -> (batch, T, C) float32 0/1: 1 within `length` steps of an
-    onset (steps t′ … t′ + length − 1 for an onset at t′, cut at T). Onsets are rare, so
-    each one's window is written directly (a cumulative count over time is ≈40× slower)."""
-    pulses = np.zeros(onsets.shape, dtype=np.float32)
-    seq, step, channel = np.nonzero(onsets)
-    last = onsets.shape[1] - 1
-    for lag in range(length):
-        pulses[seq, np.minimum(step + lag, last), channel] = 1.0
-    return pulses
+def wm_from_onsets(cfg: WMTaskConfig, onsets: np.ndarray) -> WMBatch:
+    """`wm_signals` on the CPU as a `WMBatch` of numpy arrays: onsets (sequences, T + 2, 4)
+    bool (e.g. the batches of every run of a cohort)."""
+    inputs, targets, bits = wm_signals(cfg, torch.from_numpy(onsets))
+    return WMBatch(inputs=inputs.numpy(), targets=targets.numpy(), bits=bits.numpy(),
+                   onsets=onsets)
 
 
-def _latched_bits(on: np.ndarray, off: np.ndarray) -> np.ndarray:
-    """(batch, T+1, 2) ON/OFF onsets -> the latched bit in {-1, +1}; ON wins a tie.
-
-    The index of the last event up to each step is a running maximum over time, taken in a
-    time-major copy (along a strided axis it is several times slower)."""
-    on, off = on.transpose(1, 0, 2), off.transpose(1, 0, 2)
-    events = on.astype(np.int8) - (off & ~on).astype(np.int8)  # +1 ON, -1 OFF, 0 none
-    events[0] = np.where(on[0], 1, -1)
-    steps = np.arange(events.shape[0], dtype=np.int32)[:, None, None]
-    last_event = np.where(events != 0, steps, 0)
-    np.maximum.accumulate(last_event, axis=0, out=last_event)
-    return np.take_along_axis(events, last_event, axis=0).transpose(1, 0, 2)
+def _pulses(onsets: torch.Tensor, length: int) -> torch.Tensor:
+    """(S, T, C) bool onsets -> (S, T, C) float32 0/1: 1 within `length` steps of an onset
+    (steps t′ … t′ + length − 1 for an onset at t′, cut at T), i.e. where the count of
+    onsets over the last `length` steps (a difference of running counts) is positive."""
+    count = onsets.cumsum(1, dtype=torch.int32)
+    window = count.clone()
+    window[:, length:] -= count[:, :-length]
+    return (window > 0).to(torch.float32)
 
 
-def _ramp(bits: np.ndarray, slope: float) -> np.ndarray:
-    """y(0) = 0 and y(t) = clip(y(t-1) + slope·s(t), -1, 1): (batch, T+1, 2) float64.
+def _latched_bits(on: torch.Tensor, off: torch.Tensor) -> torch.Tensor:
+    """(S, T+1, 2) bool ON/OFF onsets -> the latched bit in {-1, +1}, int8; ON wins a tie.
+    The index of the last event up to each step is a running maximum over time."""
+    events = on.to(torch.int8) - (off & ~on).to(torch.int8)  # +1 ON, -1 OFF, 0 none
+    events[:, 0] = torch.where(on[:, 0], 1, -1).to(torch.int8)
+    steps = torch.arange(events.shape[1], device=events.device).view(1, -1, 1)
+    last_event = torch.where(events != 0, steps, 0).cummax(dim=1).values
+    return events.gather(1, last_event)
+
+
+def _ramp(bits: torch.Tensor, slope: float) -> torch.Tensor:
+    """y(0) = 0 and y(t) = clip(y(t-1) + slope·s(t), -1, 1): (S, T+1, 2) float64.
 
     A loop over time (each step's rounding depends on the last), over all sequences at once,
     in a time-major buffer so that each step reads and writes contiguous rows."""
-    steps = slope * np.ascontiguousarray(bits.transpose(1, 0, 2), dtype=np.float64)
-    trace = np.zeros_like(steps)
-    for t in range(1, steps.shape[0]):
-        np.add(trace[t - 1], steps[t], out=trace[t])
-        np.clip(trace[t], -1.0, 1.0, out=trace[t])
-    return trace.transpose(1, 0, 2)
+    steps = slope * bits.transpose(0, 1).to(torch.float64).contiguous()
+    trace = torch.zeros_like(steps)
+    y, s = trace.unbind(0), steps.unbind(0)
+    for t in range(1, len(y)):
+        torch.add(y[t - 1], s[t], out=y[t]).clamp_(-1.0, 1.0)
+    return trace.transpose(0, 1)
 
 
 # --- chaotic sources -------------------------------------------------------------------

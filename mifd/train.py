@@ -30,7 +30,7 @@ from .models import LeakyRNN, split_groups
 from .optim import clip_per_tensor_norm, make_optimizer
 from .runs import (CohortState, Loop, Outcome, build_networks, draw_normal, l1_penalty,
                    mi_penalty, reused_array, train_cohort, train_run)
-from .tasks import wm_from_onsets, wm_onsets
+from .tasks import cohort_onsets, wm_signals
 
 HISTORY_KEYS = (
     "mse", "accuracy", "accuracy_bit1", "accuracy_bit2", "mi_before", "mi_after", "l2",
@@ -64,16 +64,18 @@ def _segment(state: CohortState, x0_normal: bool, grad: bool, n_batches: int = 1
     batches). Returns the learning segment's states x (R, n_batches·B, T, N), then, with
     `grad`, the outputs z (R, n_batches·B, T, 2) carrying gradient, without it the rates
     tanh(x) (R, n_batches·B, T, N) — x and the rates then live in arrays that the next call
-    without gradient overwrites — and last the targets (R, n_batches·B, T, 2).
+    without gradient overwrites — and last, with `grad`, the targets (R, n_batches·B, T, 2)
+    (None without: the critic needs none).
     """
     task = state.config.task
     device, runs = state.device, len(state.members)
-    batch = wm_from_onsets(task, np.concatenate(
-        [wm_onsets(task, m.rng, n_batches) for m in state.members]))
+    onsets = cohort_onsets(task, [m.rng for m in state.members], n_batches,
+                           workers=torch.get_num_threads())
+    inputs, targets, _ = wm_signals(task, torch.from_numpy(onsets).to(device), targets=grad)
     n_seq = n_batches * task.batch_size
-    inputs = torch.from_numpy(batch.inputs).view(runs, n_seq, *batch.inputs.shape[1:]).to(device)
-    targets = torch.from_numpy(batch.targets[:, task.n_transient:]).to(device)
-    targets = targets.view(runs, n_seq, *targets.shape[1:])
+    inputs = inputs.view(runs, n_seq, *inputs.shape[1:])
+    if grad:
+        targets = targets[:, task.n_transient:].reshape(runs, n_seq, -1, targets.shape[-1])
     n_units = state.config.model.n_units
     x0 = torch.zeros((runs, n_seq, n_units), device=device)
     noise = reused_array(state, (runs, n_seq, inputs.shape[2], n_units))

@@ -78,3 +78,11 @@ def test_git_commit_marks_code_changes_but_not_record_changes(tmp_path):
     assert not store.git_commit(tmp_path).endswith("+dirty")
     (tmp_path / "code.py").write_text("a = 2\n")
     assert store.git_commit(tmp_path).endswith("+dirty")
+
+
+def test_git_commit_outside_git_names_the_copied_commit_or_unknown(tmp_path, monkeypatch):
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    monkeypatch.delenv("MIFD_GIT_COMMIT", raising=False)
+    assert store.git_commit(tmp_path) == "unknown"
+    monkeypatch.setenv("MIFD_GIT_COMMIT", "0123abc")
+    assert store.git_commit(tmp_path) == "0123abc"

@@ -3,6 +3,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 
 from mifd import tasks
 from mifd.config import SeparationTaskConfig, WMTaskConfig, profile
@@ -34,7 +35,7 @@ def test_onset_rate_within_binomial_band(big_batch):
 def test_pulse_lasts_pulse_length_steps_from_onset():
     onsets = np.zeros((1, WM.n_transient + WM.n_learn, 4), dtype=bool)
     onsets[0, 100, 1] = True
-    pulses = tasks._pulses(onsets, WM.pulse_length)
+    pulses = tasks._pulses(torch.from_numpy(onsets), WM.pulse_length).numpy()
     assert np.flatnonzero(pulses[0, :, 1]).tolist() == list(range(100, 140))
     assert pulses[0, :, [0, 2, 3]].sum() == 0
 
@@ -59,8 +60,9 @@ def test_bit_latches_on_last_pulse_with_on_winning_ties():
     batch = tasks.wm_batch(cfg, np.random.default_rng(3))
     batch.onsets[0, 500, :] = True  # a tie on both bits: ON must win
     forced = tasks.WMBatch(batch.inputs, batch.targets,
-                           tasks._latched_bits(batch.onsets[:, :3001, (0, 2)],
-                                               batch.onsets[:, :3001, (1, 3)]), batch.onsets)
+                           tasks._latched_bits(torch.from_numpy(batch.onsets[:, :3001, (0, 2)]),
+                                               torch.from_numpy(batch.onsets[:, :3001, (1, 3)])
+                                               ).numpy(), batch.onsets)
     for b in range(3):
         assert np.array_equal(forced.bits[b], _reference_bits(batch.onsets[b], 3001))
     assert (forced.bits[0, 500] == 1).all()
@@ -98,9 +100,10 @@ def test_target_leads_input_by_one_step():
         [-0.1 * (k + 1) for k in range(10)])  # y(k+1): the first target is already -0.1
     onsets = np.zeros((1, 3002, 4), dtype=bool)
     onsets[0, 1500, 0] = True
-    bits = tasks._latched_bits(onsets[:, :3001, (0, 2)], onsets[:, :3001, (1, 3)])
-    targets = tasks._ramp(bits, WM.slope)[:, 1:]
-    pulses = tasks._pulses(onsets[:, :3000], WM.pulse_length)
+    bits = tasks._latched_bits(torch.from_numpy(onsets[:, :3001, (0, 2)]),
+                               torch.from_numpy(onsets[:, :3001, (1, 3)]))
+    targets = tasks._ramp(bits, WM.slope)[:, 1:].numpy()
+    pulses = tasks._pulses(torch.from_numpy(onsets[:, :3000]), WM.pulse_length).numpy()
     first_input = np.flatnonzero(pulses[0, :, 0])[0]
     first_rise = np.flatnonzero(np.diff(targets[0, :, 0]) > 0)[0] + 1
     assert first_input == 1500 and first_rise == 1499
@@ -131,6 +134,10 @@ def test_batches_drawn_together_equal_batches_drawn_one_by_one():
     together = tasks.wm_batch(cfg, np.random.default_rng(3), n_batches=4)
     runs = [np.random.default_rng(s) for s in (3, 4)]
     cohort = tasks.wm_from_onsets(cfg, np.concatenate([tasks.wm_onsets(cfg, r, 4) for r in runs]))
+    threaded = tasks.cohort_onsets(cfg, [np.random.default_rng(s) for s in (3, 4)], 4, workers=2)
+    assert np.array_equal(threaded, cohort.onsets)
+    inputs, targets, bits = tasks.wm_signals(cfg, torch.from_numpy(threaded), targets=False)
+    assert torch.equal(inputs, torch.from_numpy(cohort.inputs)) and targets is bits is None
     for name in ("inputs", "targets", "bits", "onsets"):
         expected = np.concatenate([getattr(b, name) for b in one_by_one])
         assert getattr(together, name).dtype == expected.dtype
