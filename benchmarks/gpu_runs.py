@@ -87,6 +87,8 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=1000)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--tests", action="store_true", help="run the device tests beside it")
+    parser.add_argument("--groups", type=int, default=0,
+                        help="train the first N groups without timing them first")
     args = parser.parse_args()
     started = time.perf_counter()
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -107,6 +109,8 @@ def main() -> int:
     groups = [(name, group_runs(base, *spec)) for name, *spec in GROUPS]
     everything = [run for _, runs in groups for run in runs]
     first = groups[0][1]
+    if args.groups:
+        return train_and_pack(args, started, groups[:args.groups])
     t_all = epoch_seconds(everything, args.device)
     t_first = epoch_seconds(first, args.device)
     slope = max((t_all - t_first) / max(len(everything) - len(first), 1), 0.0)
@@ -128,6 +132,12 @@ def main() -> int:
     if not chosen:
         print(f"no group fits: {len(first)} runs need ≈{t_first * args.epochs:.0f} s", flush=True)
         return 3
+    return train_and_pack(args, started, [(n, r) for n, r in groups if n in names], tests)
+
+
+def train_and_pack(args, started: float, groups: list, tests=None) -> int:
+    chosen = [run for _, runs in groups for run in runs]
+    names = [name for name, _ in groups]
     todo = [(c, s) for c, s in chosen if not store.is_complete(store.run_dir(c, s, args.results))]
     print(f"training {len(todo)} runs ({'; '.join(names)}) for {args.epochs} epochs", flush=True)
     began = time.perf_counter()

@@ -201,9 +201,11 @@ def find_record(config: RunConfig, seed: int, root: Path | None = None) -> RunRe
 
 def git_commit(root: Path = ROOT) -> str:
     """The repository's HEAD commit, with "+dirty" if tracked files outside results/ (the
-    code, not the stored records) differ from it. Outside git: $MIFD_GIT_COMMIT where it is
-    set (the commit a copy of the tree without its repository was made from, e.g. on a
-    lent GPU machine), else "unknown"."""
+    code, not the stored records) differ from it, or "unknown" outside git. $MIFD_GIT_COMMIT,
+    where set, names it instead: the commit a copy of the tree was made from (the lent GPU
+    machine's copy carries a stale repository)."""
+    if os.environ.get("MIFD_GIT_COMMIT"):
+        return os.environ["MIFD_GIT_COMMIT"]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                                 text=True, check=True).stdout.strip()
@@ -211,7 +213,7 @@ def git_commit(root: Path = ROOT) -> str:
                                 ".", ":(exclude)results"],
                                cwd=root, capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
-        return os.environ.get("MIFD_GIT_COMMIT", "unknown")
+        return "unknown"
     return commit + ("+dirty" if dirty.strip() else "")
 
 
