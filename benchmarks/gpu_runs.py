@@ -1,9 +1,5 @@
-"""Train the book's 1000-epoch working-memory runs on a lent GPU as one cohort — as many of
-them as fit a deadline — and pack their records for the trip back.
-
-Meant for the device machine some issues are lent (one call of at most 10 minutes):
-
-    MIFD_GIT_COMMIT=<commit> python benchmarks/gpu_runs.py --deadline 570 --out $OUT
+"""Train the book's 1000-epoch working-memory runs on a lent GPU as one cohort and pack
+their records for the trip back.
 
 The runs come in groups, in order of priority (`GROUPS`): the evidence of chapter 4
 (λ = 0.1 and λ = 0, seeds 1001–1010), chapter 6's λ study (λ = 0.03, 0.3 and 1, seeds
@@ -13,16 +9,32 @@ and a float32 critic, so they differ only in per-run settings and train as one c
 one sequential RNN loop for all of them, which is what a GPU needs (a run alone leaves it
 idle between kernel launches).
 
-Steps: (1) seconds per epoch of the whole list and of the first group (one warm-up epoch,
-then the best of two), fitted as a + b·runs; (2) the longest prefix of groups whose
-pre-training and 1000 epochs fit before `--deadline` seconds from the start, with
-`--margin`; (3) the cohort trains (`runs.train_cohort`, device cuda; progress every 100
-epochs; it exits with status 3 as soon as its projected end passes the deadline, so a
-wrong guess costs minutes, not the lease); (4) the new records are packed as
-`records.tgz.*` pieces of at most 15 MB under `--out` (unpack here with
-`cat records.tgz.* | tar xz`). The training tests that take a device run beside it when
-`--tests` is given. The GPU's random streams differ from the CPU's (see
-`runs.build_networks`): the records say `"device": "cuda:0"` and name the GPU.
+Measured on the lent H200 (2026-12-04, torch 2.11 + CUDA 13.0; benchmarks/README.md): an
+epoch costs ≈0.51 s + 7 ms per run, so even the first group (20 runs, ≈0.70 s an epoch
+with its checkpoints) needs ≈12 minutes for 1000 epochs — more than one call of the device
+tool (10 minutes) and most of a session's 15. So it trains in the background across two
+calls, the second started at once (a warm machine waits 30 s):
+
+    # call 1 (timeout 600): start it detached, watch it for 575 s
+    export MIFD_GIT_COMMIT=<full commit> PYTHONUNBUFFERED=1; mkdir -p /tmp/gout
+    setsid nohup python3 benchmarks/gpu_runs.py --groups 1 --results /tmp/gres/results \
+        --out /tmp/gout > /tmp/train.log 2>&1 < /dev/null & echo $! > /tmp/train.pid
+    end=$((SECONDS+575)); while kill -0 $(cat /tmp/train.pid) && [ $SECONDS -lt $end ]; do sleep 5; done
+    cat /tmp/train.log
+    # call 2 (timeout 240): wait for that process (by its pid: a `pgrep -f` on the script's
+    # name matches the waiting shell itself and never ends), then hand the pieces back
+    while kill -0 $(cat /tmp/train.pid); do sleep 2; done; cp /tmp/gout/* $OUT/; cat /tmp/train.log
+
+Without `--groups` it first times an epoch of the whole list and of the first group (one
+warm-up, then the best of two; fitted as a + b·runs) and keeps the longest prefix of groups
+whose pre-training and epochs fit before `--deadline` seconds. While training it prints
+progress every 100 epochs and exits with status 3 once its projected end passes the
+deadline (`--deadline 0` for none). The new records are packed as `records.tgz.*` pieces
+of at most 15 MB under `--out` (unpack in the repository with `cat records.tgz.* | tar xz`).
+`--tests` runs the training tests that take a device beside it. The GPU's random streams
+differ from the CPU's (see `runs.build_networks`): the records say `"device": "cuda:0"` and
+name the GPU. The machine's copy of the tree carries a stale git repository, so
+MIFD_GIT_COMMIT must name the commit (`store.git_commit`).
 """
 from __future__ import annotations
 
@@ -78,8 +90,8 @@ def epoch_seconds(runs: list[tuple], device: str, repeats: int = 2) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--deadline", type=float, default=570.0,
-                        help="seconds from the start by which training must end")
+    parser.add_argument("--deadline", type=float, default=0.0,
+                        help="seconds from the start by which training must end (0: none)")
     parser.add_argument("--margin", type=float, default=1.1, help="factor on projected times")
     parser.add_argument("--out", type=Path, required=True, help="folder for the packed records")
     parser.add_argument("--results", type=Path, default=ROOT / "results")
@@ -125,7 +137,7 @@ def main() -> int:
     for name, runs in groups:
         size = len(chosen) + len(runs)
         projected = (intercept + slope * size) * (args.epochs + pretrain_epochs) * args.margin
-        if time.perf_counter() - started + projected > args.deadline:
+        if args.deadline and time.perf_counter() - started + projected > args.deadline:
             break
         chosen += runs
         names.append(name)
@@ -148,7 +160,7 @@ def train_and_pack(args, started: float, groups: list, tests=None) -> int:
         end = time.perf_counter() - started + spent / max(done, 1) * (args.epochs - done)
         if done % 100 == 0 or done == args.epochs:
             print(f"epoch {done}: {spent:.0f} s, projected end at {end:.0f} s", flush=True)
-        if done >= 20 and end > args.deadline + 15:
+        if args.deadline and done >= 50 and end > args.deadline + 15:
             print(f"epoch {done}: projected end {end:.0f} s passes the deadline; stopping", flush=True)
             raise SystemExit(3)
 
