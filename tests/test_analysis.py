@@ -141,6 +141,15 @@ def test_late_training_check_passes_a_copy_and_fails_a_drift():
     assert not analysis.late_training_check(drift, paper, control)["ok"].any()
 
 
+def test_late_q_corr_and_its_windows_read_only_the_late_snapshots():
+    epochs = np.arange(0, 1001, 50)
+    course = {"epoch": epochs, "Q_corr": np.where(epochs >= 500, 0.2, 0.9)}
+    course["Q_corr"][epochs == 1000] = 0.0  # the last window: 0.2 and 0.0
+    assert analysis.late_q_corr(course) == pytest.approx((10 * 0.2) / 11)
+    windows = analysis.q_corr_windows(course)
+    assert windows.tolist() == pytest.approx([0.2, 0.2, 0.2, 0.2, 0.1])
+
+
 def test_sign_errors_count_wrong_steps_and_the_longest_stretch():
     targets = np.ones((2, 12, 2))
     targets[1, :, 1] = -1
