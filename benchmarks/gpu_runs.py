@@ -39,6 +39,7 @@ MIFD_GIT_COMMIT must name the commit (`store.git_commit`).
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -115,7 +116,7 @@ def main() -> int:
             [sys.executable, "-m", "pytest", "-q", "-p", "no:nbval", "-o", "addopts=",
              "tests/test_train.py", "-k", "device"], cwd=ROOT, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True,
-            env={**__import__("os").environ, "MIFD_TEST_DEVICE": args.device})
+            env={**os.environ, "MIFD_TEST_DEVICE": args.device})
     base = profile(args.profile, "wm").replace(**{"training.epochs": args.epochs,
                                                   "estimator.precision": "float32"})
     groups = [(name, group_runs(base, *spec)) for name, *spec in GROUPS]
