@@ -162,3 +162,12 @@ def test_search_costs_are_relative_to_a_book_epoch_on_the_same_processor_and_cho
     assert evidence.search_choice(search, budget=2.2) == "60 epochs"
     assert evidence.search_choice(search, budget=1.5) == "book"       # too dear
     assert evidence.search_choice(search, budget=2.2, preferred=0.98) == "book"
+
+
+def test_the_search_starts_from_book_as_searched_and_reads_its_stored_records():
+    start = evidence.search_config(profile("book", "separation"), evidence.SEARCH_BASE)
+    assert start.training.epochs == 30
+    hashes = {name: evidence.search_config(start, changes).config_hash()
+              for name, changes in evidence.SEPARATION_SEARCH.items()}
+    assert hashes["book"] == "a8f0e20fe99b" and hashes["60 epochs"] == "334b1443198e"
+    assert evidence.SEARCH_BUDGET == pytest.approx(48 / 19.0)
