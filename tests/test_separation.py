@@ -7,7 +7,7 @@ from mifd import analysis, separation, store
 from mifd.config import profile
 from mifd.models import GRU_LEGACY_NAMES, GRUNet
 
-from conftest import assert_close_records
+from helpers import assert_close_records
 
 SMOKE = profile("smoke", "separation")
 

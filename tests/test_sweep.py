@@ -18,7 +18,7 @@ from mifd import runs, store, sweep, train
 from mifd.cli import main
 from mifd.config import profile
 
-from conftest import assert_close_records
+from helpers import assert_close_records
 
 SMOKE = profile("smoke", "wm")
 # Long enough (≈ 200 × 20 ms) to be killed in the middle, with a checkpoint every 2 epochs.

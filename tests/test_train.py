@@ -11,7 +11,7 @@ from mifd import analysis, evaluate, mine, runs, store, train
 from mifd.cli import main
 from mifd.config import profile
 
-from conftest import DEVICE, assert_close_records
+from helpers import DEVICE, assert_close_records
 
 SMOKE = profile("smoke", "wm")
 

@@ -1,4 +1,5 @@
-"""Helpers shared by the test modules (pytest puts this folder on the import path)."""
+"""Helpers shared by the test modules (pytest puts this folder on the import path; not a
+conftest.py, whose module name notebooks/conftest.py takes)."""
 import os
 
 import numpy as np
