@@ -202,6 +202,24 @@ def test_chapter_parameter_forms():
             book.check_parameters(chapter, bad)
 
 
+def test_nbval_runs_every_parameterised_chapter_with_small_parameters():
+    """notebooks/conftest.py gives nbval small parameters for every chapter that has a
+    parameters cell (a new chapter left out would run at its book defaults in CI, minutes
+    of records and studies), and each set fits its chapter."""
+    import importlib.util
+    import json
+
+    from mifd import book
+
+    spec = importlib.util.spec_from_file_location("nbval_parameters", ROOT / "notebooks" / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    parameterised = {nb.stem for nb in book.chapters() if any(
+        "parameters" in c.get("metadata", {}).get("tags", []) for c in json.loads(nb.read_text())["cells"])}
+    assert parameterised - set(module.PARAMETERS) == set()
+    for chapter, given in module.PARAMETERS.items():
+        book.check_parameters(ROOT / "notebooks" / f"{chapter}.ipynb", given)
+
 # --- every page as a reader sees it ---------------------------------------------------------
 
 _READER_SCRIPT = """<script>
