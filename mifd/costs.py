@@ -27,8 +27,12 @@ def chapter_times(staged: Path) -> pd.DataFrame:
 
 
 def core_hours(provenance: dict) -> float:
-    """The core-hours a record's run took: its training seconds (its share of its cohort's
-    wall-clock time, `runs.Member.seconds`) × its torch threads / 3600."""
+    """The core-hours a record's run took: its share of its process's CPU time
+    (`train_cpu_seconds`, `runs.Member.cpu_seconds`) where the record has it, else its
+    training seconds (its share of its cohort's wall-clock time, `runs.Member.seconds`) × its
+    torch threads, which also counts time the process was paused or waited for a core."""
+    if "train_cpu_seconds" in provenance:
+        return float(provenance["train_cpu_seconds"]) / 3600
     return float(provenance["train_seconds"]) * int(provenance.get("torch_threads", 1)) / 3600
 
 

@@ -35,9 +35,12 @@ class Member:
     """One run of a cohort: its configuration, seed, random streams and everything it records.
 
     history: {name: [value per epoch]}; snapshots: {parameter: [array per snapshot]};
-    seconds: this run's share of the cohort's training wall time so far; commit: the code's
-    commit when the cohort started; sittings: the epoch at which each call of
-    `train_cohort` began.
+    seconds: this run's share of the cohort's training wall time so far; cpu_seconds: its
+    share of the training process's CPU time (all threads; one cohort per process, as `mifd
+    train`, `mifd sweep`'s workers and dask workers with `--nthreads 1` run them), which a
+    paused or crowded process does not inflate, or None when a checkpoint of a version that
+    did not count it was resumed; commit: the code's commit when the cohort started;
+    sittings: the epoch at which each call of `train_cohort` began.
     """
 
     config: RunConfig
@@ -48,6 +51,7 @@ class Member:
     snapshots: dict[str, list[np.ndarray]] = field(default_factory=dict)
     snapshot_epochs: list[int] = field(default_factory=list)
     seconds: float = 0.0
+    cpu_seconds: float | None = 0.0
     commit: str = ""
     sittings: list[int] = field(default_factory=list)
 
@@ -261,7 +265,7 @@ def reused_array(state: CohortState, shape: tuple[int, ...]) -> torch.Tensor:
 
 # --- checkpoints -------------------------------------------------------------------------
 
-_MEMBER_FIELDS = ("history", "snapshot_epochs", "seconds", "commit", "sittings")
+_MEMBER_FIELDS = ("history", "snapshot_epochs", "seconds", "cpu_seconds", "commit", "sittings")
 
 
 def _checkpoint(state: CohortState) -> dict[str, Any]:
@@ -311,8 +315,8 @@ def restore(state: CohortState, data: dict[str, Any]) -> None:
         member.generator.set_state(saved["generator"].cpu())
         member.rng.bit_generator.state = saved["rng"]
         member.snapshots = {k: [t.cpu().numpy() for t in v] for k, v in saved["snapshots"].items()}
-        for name in _MEMBER_FIELDS:
-            setattr(member, name, saved[name])
+        for name in _MEMBER_FIELDS:  # cpu_seconds: None from a checkpoint that lacks it
+            setattr(member, name, saved[name] if name != "cpu_seconds" else saved.get(name))
         member.snapshot_epochs, member.sittings = (list(member.snapshot_epochs),
                                                    list(member.sittings))
 
@@ -320,6 +324,20 @@ def restore(state: CohortState, data: dict[str, Any]) -> None:
 # --- the cohort --------------------------------------------------------------------------
 
 Outcome = store.RunRecord | str | None  # a record, the reason a run failed, or None (paused)
+
+
+def _clock() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def _charge(members: list[Member], since: tuple[float, float]) -> None:
+    """Add each member's equal share of the wall and process CPU time since `_clock()` gave
+    `since` to its `seconds` and `cpu_seconds` (where it counts them)."""
+    wall, cpu = (now - then for now, then in zip(_clock(), since))
+    for member in members:
+        member.seconds += wall / len(members)
+        if member.cpu_seconds is not None:
+            member.cpu_seconds += cpu / len(members)
 
 
 def _fail(member: Member, root: Path | None, epoch: int, logged: dict[str, float]) -> str:
@@ -396,11 +414,11 @@ def train_cohort(
     else:
         state = loop.init([configs[i] for i in todo], [seeds[i] for i in todo], device)
         commit = store.git_commit()
-        started = time.perf_counter()
+        since = _clock()
         loop.pretrain(state)
-        share = (time.perf_counter() - started) / len(state.members)
+        _charge(state.members, since)
         for member in state.members:
-            member.commit, member.seconds = commit, member.seconds + share
+            member.commit = commit
         snapshot(state)
         save_checkpoint(state, checkpoint)
     index_of = {m.directory_key: pending[m.directory_key] for m in state.members}
@@ -417,15 +435,14 @@ def train_cohort(
         if stop_after is not None and done_this_call >= stop_after:
             bar.close()
             return outcomes
-        started = time.perf_counter()
+        since = _clock()
         logged = loop.epoch(state)
-        share = (time.perf_counter() - started) / len(state.members)
+        _charge(state.members, since)
         state.epoch += 1
         done_this_call += 1
         for member, values in zip(state.members, logged):
             for key in loop.history_keys:
                 member.history[key].append(values[key])
-            member.seconds += share
         finite = [k for k, values in enumerate(logged) if np.isfinite(values["loss"])]
         for k, values in enumerate(logged):
             if k not in finite:
@@ -454,6 +471,8 @@ def train_cohort(
             np.asarray(member.snapshot_epochs),
             store.provenance({"git_commit": member.commit, "train_seconds": member.seconds,
                               "seconds_per_epoch": member.seconds / max(epochs, 1),
+                              **({} if member.cpu_seconds is None
+                                 else {"train_cpu_seconds": member.cpu_seconds}),
                               "device": str(state.device), **gpu_name(state.device),
                               "sittings": member.sittings,
                               "cohort_runs": len(configs)}),

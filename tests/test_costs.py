@@ -10,10 +10,10 @@ from mifd.config import profile
 
 def test_stored_runs_count_each_runs_share_of_its_cohort_once(tmp_path):
     config = profile("smoke", "wm")
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     records = train.train_wm_cohort([config, config.replace(**{"training.lambda_mi": 0.0})],
                                     [4, 4], root=tmp_path, progress=False)
-    wall = time.perf_counter() - started
+    wall, cpu_used = time.perf_counter() - started, time.process_time() - cpu_started
     record = records[0]
     provenance = record.path / "provenance.json"
     runs = costs.stored_runs(tmp_path)
@@ -22,7 +22,11 @@ def test_stored_runs_count_each_runs_share_of_its_cohort_once(tmp_path):
     assert p["cohort_runs"] == 2
     # train_seconds is already the run's share: the two shares add up to the cohort's time
     assert runs["train seconds"].sum() <= wall
-    assert runs.loc[0, "core-hours"] == pytest.approx(p["train_seconds"] * p["torch_threads"] / 3600)
+    # core-hours: the run's share of the process's CPU time, which the shares cannot exceed
+    assert 0 < p["train_cpu_seconds"] and 2 * p["train_cpu_seconds"] <= cpu_used
+    assert runs.loc[0, "core-hours"] == pytest.approx(p["train_cpu_seconds"] / 3600)
+    wall_only = {k: v for k, v in p.items() if k != "train_cpu_seconds"}  # an older record
+    assert costs.core_hours(wall_only) == pytest.approx(p["train_seconds"] * p["torch_threads"] / 3600)
     from mifd import store
     cpu = store.cpu()
     assert runs.loc[0, "cpu"] == f"{cpu['model_name']} {cpu['family_model_stepping']}".strip()

@@ -72,6 +72,22 @@ def test_stop_after_leaves_checkpoint_and_resume_completes_on_the_test_device(un
     assert np.array_equal(resumed.history["loss"], uninterrupted.history["loss"])
 
 
+def test_a_checkpoint_without_cpu_time_resumes_to_a_record_without_it(uninterrupted, tmp_path):
+    """A checkpoint written before runs counted their CPU time resumes as before; the record
+    then has no train_cpu_seconds (costs falls back to wall time × threads) rather than a
+    count of the last sitting only."""
+    assert train.train_wm(SMOKE, 5, root=tmp_path, progress=False, stop_after=1) is None
+    path = store.cohort_checkpoint([SMOKE], [5], tmp_path)
+    data = torch.load(path, weights_only=True)
+    for member in data["members"]:
+        del member["cpu_seconds"]
+    torch.save(data, path)
+    resumed = train.train_wm(SMOKE, 5, root=tmp_path, progress=False)
+    assert np.array_equal(resumed.history["loss"], uninterrupted.history["loss"])
+    assert "train_cpu_seconds" not in resumed.provenance
+    assert uninterrupted.provenance["train_cpu_seconds"] > 0
+
+
 def test_checkpoint_refuses_pickled_objects(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"epoch": 1, "payload": _Killed()}, path)
