@@ -293,6 +293,25 @@ def test_chapter_3_trains_missing_smoke_runs_through_papermill(tmp_path):
     assert len(list(tmp_path.rglob(store.MANIFEST))) == expected
 
 
+def test_index_courses_are_computed_once_per_record_arguments_and_code(uninterrupted, tmp_path,
+                                                                      monkeypatch):
+    monkeypatch.setenv("MIFD_CACHE", str(tmp_path))
+    computed = evaluate.index_courses(uninterrupted, 3)
+    path = evaluate.courses_path(uninterrupted, 3, None, False)
+    assert path.exists() and path.is_relative_to(tmp_path)
+
+    def replay_refused(*args, **kwargs):
+        raise AssertionError("replayed although the courses are kept")
+
+    monkeypatch.setattr(evaluate, "replay_wm", replay_refused)
+    pd.testing.assert_frame_equal(evaluate.index_courses(uninterrupted, 3), computed)
+    for other in (evaluate.courses_path(uninterrupted, 4, None, False),
+                  evaluate.courses_path(uninterrupted, 3, None, True)):
+        assert other != path and not other.exists()
+    monkeypatch.setattr(evaluate, "code_version", lambda: "another version")
+    assert evaluate.courses_path(uninterrupted, 3, None, False) != path
+
+
 def test_legacy_bias_restore_runs_every_snapshot_with_the_final_biases(uninterrupted):
     current = evaluate.index_courses(uninterrupted, 0)
     legacy = evaluate.index_courses(uninterrupted, 0, legacy_bias_restore=True)
