@@ -220,6 +220,7 @@ def test_nbval_runs_every_parameterised_chapter_with_small_parameters():
     for chapter, given in module.PARAMETERS.items():
         book.check_parameters(ROOT / "notebooks" / f"{chapter}.ipynb", given)
 
+
 # --- every page as a reader sees it ---------------------------------------------------------
 
 _READER_SCRIPT = """<script>
