@@ -3,7 +3,8 @@
 Every figure is drawn for the book's text column: at most `COLUMN` inches wide at the nominal
 100 pixels per inch the page shows it at, with fonts sized for that width. In a notebook the
 inline backend renders at twice that resolution ("retina": 200 dpi) and tells the page the
-nominal size, so nothing is shrunk to fit and nothing is blurred.
+nominal size, so nothing is shrunk to fit and nothing is blurred. Tables show every cell whole
+(pandas would cut a cell after 50 characters, the claims tables' numbers among them).
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ try:  # in a notebook: PNGs at 2 × the nominal resolution, shown at the nominal
 
     if get_ipython() is not None:
         set_matplotlib_formats("retina")
+        pd.set_option("display.max_colwidth", None)
 except ImportError:  # pragma: no cover - outside Jupyter
     pass
 

@@ -429,9 +429,9 @@ def _seed_ranges(seeds: Iterable[int]) -> str:
     return " ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in parts)
 
 
-def command(records: dict[str, list]) -> str:
-    """The `mifd sweep` command that trains these records ({label: [RunRecord, …]}, runs
-    of one task and profile differing in seed and λ), settings beyond the profile as --set."""
+def _profile_changes(records: dict[str, list]) -> tuple[str, list[str]]:
+    """The profile these records ({label: [RunRecord, …]}) were trained at and their settings
+    beyond it as `--set` options (per-run settings but λ as one list each)."""
     runs = [r for rs in records.values() for r in rs]
     config = runs[0].config
     base_name = config.profile.split("+")[0]
@@ -445,8 +445,16 @@ def command(records: dict[str, list]) -> str:
         values = sorted({getattr(getattr(r.config, section), name) for r in runs})
         if dotted != "training.lambda_mi" and values != [base[section][name]]:
             changes.append(f"--set {dotted}=" + ",".join(f"{v:g}" for v in values))
+    return base_name, changes
+
+
+def command(records: dict[str, list]) -> str:
+    """The `mifd sweep` command that trains these records ({label: [RunRecord, …]}, runs
+    of one task and profile differing in seed and λ), settings beyond the profile as --set."""
+    runs = [r for rs in records.values() for r in rs]
+    base_name, changes = _profile_changes(records)
     lambdas = sorted({r.config.training.lambda_mi for r in runs}, reverse=True)
-    return " ".join([f"mifd sweep {config.task_name} --profile {base_name}",
+    return " ".join([f"mifd sweep {runs[0].config.task_name} --profile {base_name}",
                      f"--seeds {_seed_ranges(r.seed for r in runs)}",
                      "--lambda-mi " + " ".join(f"{v:g}" for v in lambdas), *changes])
 
@@ -460,5 +468,7 @@ def describe(records: dict[str, list]) -> str:
     parts = [f"{label}: `{rs[0].config.config_hash()}`, seeds {_seed_ranges(r.seed for r in rs).replace(' ', ', ')}"
              for label, rs in records.items() if rs]
     task = {"wm": "working memory", "separation": "chaotic separation"}[config.task_name]
-    return (f"Records: {task}, profile `{config.profile}` ({'; '.join(parts)}), under "
+    base_name, changes = _profile_changes(records)
+    name = base_name + ("+custom" if changes else "")  # a record's stored name may predate its profile
+    return (f"Records: {task}, profile `{name}` ({'; '.join(parts)}), under "
             f"`results/{config.task_name}/`; made by `{command(records)}`.")

@@ -163,6 +163,14 @@ def test_no_broken_internal_links(html_dir):
     assert pages and not broken, broken
 
 
+def test_no_table_cell_is_cut_short(html_dir):
+    """pandas cuts a cell after 50 characters with "..."; the book shows every cell whole."""
+    cut = [f"{page.relative_to(html_dir)}: {cell}" for page in html_dir.rglob("*.html")
+           if not {"_static", "_sources"} & set(page.parts)
+           for cell in re.findall(r"[^<>]{0,60}\.\.\.</td>", page.read_text(errors="replace"))]
+    assert not cut, cut[:5]
+
+
 def test_intro_cross_references_resolve_to_numbered_equations(html_dir):
     intro = (html_dir / "book" / "intro.html").read_text()
     assert re.search(r'href="#equation-eq-objective"', intro)

@@ -1,4 +1,5 @@
 """Sweeps through local processes and dask, and the faults they must survive."""
+import dataclasses
 import json
 import math
 import os
@@ -263,3 +264,13 @@ def test_describe_names_hashes_seeds_and_the_command_that_makes_them(tmp_path):
     sparse = {"L1": [SimpleNamespace(config=base.replace(**{"training.c_l1": c}), seed=1)
                      for c in (1e-3, 0.0)]}
     assert sweep.command(sparse).endswith("--set training.epochs=3 --set training.c_l1=0,0.001")
+
+
+def test_describe_names_the_profile_a_record_now_equals_not_its_stored_name():
+    # a run trained with --set before its settings became the profile's keeps "book+custom"
+    book = profile("book", "separation")
+    stored = dataclasses.replace(book.replace(**{"training.lambda_mi": 0.0}), profile="book+custom")
+    assert "profile `book`" in sweep.describe({"control": [SimpleNamespace(config=stored, seed=625)]})
+    changed = stored.replace(**{"training.epochs": 7})
+    text = sweep.describe({"control": [SimpleNamespace(config=changed, seed=625)]})
+    assert "profile `book+custom`" in text and text.endswith("--set training.epochs=7`.")
