@@ -192,13 +192,18 @@ def run_cohort(config_jsons: list[str], seeds: list[int], root: str | None = Non
     configs = [RunConfig.from_json(text) for text in config_jsons]
     root = None if root is None else Path(root)
     directories = [store.run_dir(c, s, root) for c, s in zip(configs, seeds)]
-    worker = json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
-                         "started": time.time()}).encode()
-    for directory in directories:
-        store.atomic_write_bytes(directory / WORKER_FILE, worker)
+    worker = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
+
+    def note(epoch: int | None = None) -> None:  # who trains the runs, and how far they are
+        text = json.dumps({**worker, "epoch": epoch, "epochs": configs[0].training.epochs}).encode()
+        for directory in directories:
+            store.atomic_write_bytes(directory / WORKER_FILE, text)
+
+    note()
     try:
         outcomes = train_cohort(LOOPS[configs[0].task_name], configs, seeds, root,
-                                progress=False, device=device)
+                                progress=False, on_epoch=lambda state: note(state.epoch),
+                                device=device)
     finally:
         for directory in directories:
             (directory / WORKER_FILE).unlink(missing_ok=True)
@@ -210,6 +215,20 @@ def run_cohort(config_jsons: list[str], seeds: list[int], root: str | None = Non
             rows.append({"status": "failed", "reason": outcome or
                          "not trained: its cohort resumed without it; run the sweep again"})
     return rows
+
+
+def training_progress(directories: Iterable[Path]) -> str:
+    """How far the cohorts training in `directories` (run directories) are, from their workers'
+    notes: "epoch e/E" per cohort, least advanced first; "" when none has noted an epoch."""
+    seen: dict[tuple, tuple[int, int]] = {}
+    for directory in directories:
+        try:
+            note = json.loads((Path(directory) / WORKER_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if note.get("epoch") is not None:
+            seen[(note["host"], note["pid"])] = (note["epoch"], note["epochs"])
+    return ", ".join(f"epoch {e}/{total}" for e, total in sorted(seen.values()))
 
 
 def final_summary(record: store.RunRecord) -> dict[str, float]:
@@ -347,6 +366,20 @@ def _stored_status(run: Run, root: Path | None) -> dict[str, Any] | None:
     return None
 
 
+PROGRESS_SECONDS = 15.0  # how often a sweep's bar reads its workers' notes
+
+
+def _as_completed(futures, waiting) -> Iterator[cf.Future]:
+    """`cf.as_completed(futures)`, calling `waiting(pending futures)` every PROGRESS_SECONDS
+    while none completes."""
+    pending = set(futures)
+    while pending:
+        done, pending = cf.wait(pending, timeout=PROGRESS_SECONDS, return_when=cf.FIRST_COMPLETED)
+        yield from done
+        if pending and not done:
+            waiting(pending)
+
+
 def run_sweep(runs: list[Run], executor: cf.Executor | None = None, root: Path | None = None,
               device: str = "cpu", progress: bool = True, save: bool = True,
               cohort_size: int | None = None, memory_gb: float = DEFAULT_MEMORY_GB,
@@ -385,7 +418,11 @@ def run_sweep(runs: list[Run], executor: cf.Executor | None = None, root: Path |
                                    [runs[i].seed for i in chunk],
                                    None if root is None else str(root), device, threads): chunk
                    for chunk in todo}
-        for future in cf.as_completed(futures):
+        directories = {future: [store.run_dir(runs[i].config, runs[i].seed, root) for i in chunk]
+                       for future, chunk in futures.items()}
+        for future in _as_completed(futures, lambda pending: bar.set_postfix(
+                failed=failed, remaining=len(runs) - bar.n,
+                training=training_progress(d for f in pending for d in directories[f]))):
             chunk = futures[future]
             try:
                 results = future.result()

@@ -4,6 +4,7 @@ import json
 import math
 import os
 import shutil
+import re
 import signal
 import subprocess
 import sys
@@ -274,3 +275,29 @@ def test_describe_names_the_profile_a_record_now_equals_not_its_stored_name():
     changed = stored.replace(**{"training.epochs": 7})
     text = sweep.describe({"control": [SimpleNamespace(config=changed, seed=625)]})
     assert "profile `book+custom`" in text and text.endswith("--set training.epochs=7`.")
+
+
+def test_the_sweep_bar_shows_how_far_its_cohorts_have_trained(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sweep, "PROGRESS_SECONDS", 0.2)
+    config = SMOKE.replace(**{"training.epochs": 80})
+    summary = sweep.run_sweep([sweep.Run(config, 7)], root=tmp_path, workers=1, save=False)
+    assert summary["status"].tolist() == ["trained"]
+    shown = [int(e) for e in re.findall(r"epoch (\d+)/80", capsys.readouterr().err)]
+    assert shown and shown == sorted(shown) and 0 < shown[0] < 80
+    assert not (store.run_dir(config, 7, tmp_path) / sweep.WORKER_FILE).exists()
+
+
+def test_training_progress_reads_one_note_per_worker(tmp_path):
+    notes = {"a": {"host": "h", "pid": 1, "epoch": 40, "epochs": 1000},
+             "b": {"host": "h", "pid": 1, "epoch": 40, "epochs": 1000},   # the same cohort
+             "c": {"host": "h", "pid": 2, "epoch": 7, "epochs": 1000},
+             "d": {"host": "h", "pid": 3, "epoch": None, "epochs": 1000}}  # not started
+    for name, note in notes.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / sweep.WORKER_FILE).write_text(json.dumps(note))
+    (tmp_path / "e").mkdir()  # no note: a run waiting for its cohort
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / sweep.WORKER_FILE).write_text("{")  # half-written
+    text = sweep.training_progress(tmp_path / n for n in "abcdef")
+    assert text == "epoch 7/1000, epoch 40/1000"
+    assert sweep.training_progress([tmp_path / "d"]) == ""
