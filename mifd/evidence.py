@@ -60,6 +60,24 @@ def wm_lags(courses: pd.DataFrame, condition: str, pairs=(("Q_corr", "Q_str"),))
     return {f"{f} → {s}": analysis.precedence_lags(runs, f, s) for f, s in pairs}
 
 
+def end_of_training(courses: pd.DataFrame, condition: str,
+                    differentiation_q: float = claims.STRUCTURAL_Q) -> pd.DataFrame:
+    """Per run of `condition` (a row per seed): the highest Q_corr of its course and its epoch,
+    its last snapshot's Q_corr, D_corr and Q_str, and whether the last snapshot still shows
+    functional modularity (D_corr > `claims.FUNCTIONAL_D`) and shows structural modularity
+    (Q_str > `differentiation_q`) — the paper's description at the end of training."""
+    rows = []
+    for seed, course in courses[courses["condition"] == condition].groupby("seed"):
+        course = course.sort_values("epoch")
+        peak, last = course.loc[course["Q_corr"].idxmax()], course.iloc[-1]
+        rows.append({"seed": seed, "highest Q_corr": peak["Q_corr"], "at epoch": int(peak["epoch"]),
+                     "epoch": int(last["epoch"]), "Q_corr": last["Q_corr"], "D_corr": last["D_corr"],
+                     "Q_str": last["Q_str"],
+                     "functional at the end": bool(last["D_corr"] > claims.FUNCTIONAL_D),
+                     "structural at the end": bool(last["Q_str"] > differentiation_q)})
+    return pd.DataFrame(rows)
+
+
 def wm_verdicts(finals: pd.DataFrame, courses: pd.DataFrame, mi_label: str, control_label: str,
                 seeds=None) -> pd.DataFrame:
     """The working-memory claims table (`claims.wm_claims`): the runs of condition `mi_label`

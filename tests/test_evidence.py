@@ -171,3 +171,18 @@ def test_the_search_starts_from_book_as_searched_and_reads_its_stored_records():
               for name, changes in evidence.SEPARATION_SEARCH.items()}
     assert hashes["book"] == "a8f0e20fe99b" and hashes["60 epochs"] == "334b1443198e"
     assert evidence.SEARCH_BUDGET == pytest.approx(48 / 19.0)
+
+
+def test_end_of_training_reads_the_peak_and_the_last_snapshot():
+    courses = pd.DataFrame({  # seed 1 loses its functional modularity; a control beside them
+        "condition": ["MI"] * 6 + ["control"] * 2, "seed": [1, 1, 1, 2, 2, 2, 1, 1],
+        "epoch": [300, 100, 200, 100, 200, 300, 100, 200],  # out of order on purpose
+        "Q_corr": [0.05, 0.2, 0.45, 0.1, 0.3, 0.33, 0.9, 0.9],
+        "D_corr": [0.2, 0.6, 0.9, 0.4, 0.8, 0.93, 0.9, 0.9],
+        "Q_str": [0.12, 0.01, 0.05, 0.0, 0.05, 0.09, 0.5, 0.5]})
+    table = evidence.end_of_training(courses, "MI").set_index("seed")
+    assert table.loc[1, "highest Q_corr"] == 0.45 and table.loc[1, "at epoch"] == 200
+    assert table.loc[1, "epoch"] == 300 and table.loc[1, "Q_corr"] == 0.05
+    assert not table.loc[1, "functional at the end"] and table.loc[1, "structural at the end"]
+    assert table.loc[2, "functional at the end"] and not table.loc[2, "structural at the end"]
+    assert evidence.end_of_training(courses, "MI", differentiation_q=0.08).loc[1, "structural at the end"]
