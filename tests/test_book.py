@@ -239,6 +239,13 @@ function mifdReport() {
   main.querySelectorAll('.math').forEach((m) => {
     if (!m.querySelector('mjx-container')) report.raw_tex.push(m.textContent.slice(0, 80));
   });
+  // TeX that never became math: "$...\\command...$" in running text (e.g. printed Markdown)
+  main.querySelectorAll('p, li, td').forEach((e) => {
+    const text = e.cloneNode(true);
+    text.querySelectorAll('code, pre, mjx-container, script').forEach((c) => c.remove());
+    const tex = text.textContent.match(/\\$[^$]*\\\\[A-Za-z]+[^$]*\\$/);
+    if (tex) report.raw_tex.push(tex[0].slice(0, 80));
+  });
   main.querySelectorAll('img').forEach((img) => {
     // the width the page asks for (a retina PNG has twice as many pixels), else its pixels
     const drawn = parseFloat(img.style.width) || parseFloat(img.getAttribute('width')) || img.naturalWidth;
