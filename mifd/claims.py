@@ -28,6 +28,15 @@ def min_p_rank_sum(n_a: int, n_b: int) -> float:
     return 1.0 / comb(n_a + n_b, n_a) if n_a and n_b else 1.0
 
 
+def runs_to_decide(alpha: float = ALPHA) -> int:
+    """The fewest runs per condition with which an exact one-sided rank-sum test of n vs n
+    can reach p < `alpha` (4 at 0.05: 3 vs 3 stops at exactly 0.05)."""
+    n = 1
+    while min_p_rank_sum(n, n) >= alpha:
+        n += 1
+    return n
+
+
 def min_p_spearman(x, alternative: str = "two-sided") -> float:
     """The smallest p-value Spearman's test of n values of a setting `x` (ties allowed, e.g.
     five seeds at each of five λ) can give: the pairings as extreme as the most extreme one

@@ -24,6 +24,7 @@ def test_exact_tests_match_scipy_without_ties():
 
 def test_attainable_minimum_p():
     assert claims.min_p_rank_sum(3, 3) == 1 / comb(6, 3) == 0.05
+    assert claims.runs_to_decide() == 4 and claims.runs_to_decide(0.01) == 5
     assert claims.rank_sum_p([4, 5, 6], [1, 2, 3]) == pytest.approx(0.05)  # the best 3 vs 3 can do
     assert claims.min_p_signed_rank(4) == 1 / 16
     assert claims.signed_rank_p([1, 2, 3, 4]) == pytest.approx(1 / 16)
