@@ -382,6 +382,25 @@ LATE_START, LATE_WINDOW = 500, 100   # epochs 500–1000, in windows of 100 epoc
 ACCURACY_SLACK = 0.03                # accuracy may sit this far below the paper run's
 
 
+def estimates_below_zero(records: dict[str, list], split: int = LATE_START) -> pd.DataFrame:
+    """The share of each run's logged Î (history "mi_before", one per epoch) below zero, over
+    epochs 1…`split` and `split`+1…E: a row per run of {label: [RunRecord, …]} with
+    "condition", "seed", "before" and "after" (shares in [0, 1]; NaN for an empty span).
+
+    A Donsker–Varadhan estimate is below zero only when the critic scores that batch's
+    shuffled pairs higher than its joint ones (a constant critic already gives 0): the critic
+    has lost track of the network it estimates on."""
+    rows = []
+    for label, runs in records.items():
+        for r in runs:
+            mi = np.asarray(r.history["mi_before"], float)
+            early, late = mi[:split], mi[split:]
+            rows.append({"condition": label, "seed": r.seed,
+                         "before": float(np.mean(early < 0)) if early.size else np.nan,
+                         "after": float(np.mean(late < 0)) if late.size else np.nan})
+    return pd.DataFrame(rows)
+
+
 def late_q_corr(course: dict, start: int = LATE_START) -> float:
     """Mean Q_corr of a course's snapshots ("epoch", "Q_corr", each (S,)) from epoch `start` on."""
     epochs, q = np.asarray(course["epoch"]), np.asarray(course["Q_corr"], float)

@@ -131,7 +131,7 @@ def _parser() -> argparse.ArgumentParser:
                        "training.epochs=100,200 (repeatable)")
     sweep.add_argument("--workers", type=_positive_int, default=None,
                        help="local worker processes (default: one per core, at most one per "
-                       "cohort; each gets cores / workers torch threads)")
+                       "cohort; each gets cores / workers torch threads, at most $OMP_NUM_THREADS)")
     sweep.add_argument("--cohort-size", type=_positive_int, default=None, metavar="N",
                        help="runs trained together in one process (default: as many as fit "
                        "in --memory-gb)")

@@ -380,6 +380,15 @@ def _as_completed(futures, waiting) -> Iterator[cf.Future]:
             waiting(pending)
 
 
+def worker_threads(workers: int, cores: int | None = None) -> int:
+    """Torch threads per worker process: the cores shared among the workers, at most
+    $OMP_NUM_THREADS when that is set (two sweeps side by side, each started with
+    OMP_NUM_THREADS=1, then keep threads × processes within the cores)."""
+    threads = max(1, (cores or os.cpu_count() or 1) // workers)
+    limit = os.environ.get("OMP_NUM_THREADS", "")
+    return min(threads, int(limit)) if limit.isdigit() and int(limit) > 0 else threads
+
+
 def run_sweep(runs: list[Run], executor: cf.Executor | None = None, root: Path | None = None,
               device: str = "cpu", progress: bool = True, save: bool = True,
               cohort_size: int | None = None, memory_gb: float = DEFAULT_MEMORY_GB,
@@ -390,7 +399,7 @@ def run_sweep(runs: list[Run], executor: cf.Executor | None = None, root: Path |
     executor: any `concurrent.futures.Executor` (its workers train with one torch thread);
     by default a ProcessPerRun of `workers` processes (default: one per core, at most one
     per cohort), which stops its processes when the sweep ends or is interrupted, each
-    with cores // workers threads. Each cohort (`cohorts(runs, cohort_size, memory_gb)`)
+    with `worker_threads(workers)` threads. Each cohort (`cohorts(runs, cohort_size, memory_gb)`)
     with a run to train is one task. Returns one row per run, in the order
     given: task, profile, config hash, λ, seed, status (stored / trained / failed), reason,
     final accuracy (working memory) or mean test R² (separation), final Î, seconds, path.
@@ -408,7 +417,7 @@ def run_sweep(runs: list[Run], executor: cf.Executor | None = None, root: Path |
     if own:
         cores = os.cpu_count() or 1
         workers = workers or max(1, min(cores, len(todo)))
-        threads = max(1, cores // workers)
+        threads = worker_threads(workers, cores)
         executor = ProcessPerRun(workers)
     bar = tqdm(total=len(runs), initial=len(rows), disable=not progress, unit="run",
                desc="sweep")

@@ -30,7 +30,7 @@ PARAMETERS = {
                 "steps": 20, "hidden": 16, "noise_scales": [0.1, 0.2], "group_steps": 20,
                 "bf16": False},
     "03_training": {"profile_name": "smoke", "seeds": [1, 2], "eps_seeds": [1, 2],
-                    "bf16_seeds": [1], "pilot_seeds": [1]},
+                    "bf16_seeds": [1], "pilot_seeds": [1], "comparison_epochs": 3},
     "04_functional_structural": {"profile_name": "smoke", "seeds": [1, 2]},
     "05_separation": {"profile_name": "smoke", "seeds": [1, 2], "search_seeds": [1]},
     "06_beyond": {"profile_name": "smoke", "epochs": 4, "seeds": [1, 2], "lambdas": [0.0, 0.1],

@@ -182,3 +182,14 @@ def test_block_sparsity_counts_near_zero_weights_per_block_without_the_diagonal(
     assert shares == {"G1→G1": 0.0, "G1→G2": 1.0, "G2→G1": 0.0, "G2→G2": pytest.approx(1 / 6),
                       "all": pytest.approx(10 / 30)}
     assert analysis.block_sparsity(w, near_zero=0.0001)["G1→G2"] == 0.0
+
+
+def test_estimates_below_zero_counts_each_span_of_each_run():
+    from types import SimpleNamespace
+    run = SimpleNamespace(seed=7, history={"mi_before": [1.0, -2.0, 0.5, 0.0, -0.1, -30.0]})
+    table = analysis.estimates_below_zero({"λ = 0.1": [run]}, split=4)
+    row = table.iloc[0]
+    assert (row["condition"], row["seed"]) == ("λ = 0.1", 7)
+    assert row["before"] == 0.25 and row["after"] == 1.0  # 0.0 is not below zero
+    short = analysis.estimates_below_zero({"c": [run]}, split=10).iloc[0]
+    assert short["before"] == 3 / 6 and np.isnan(short["after"])

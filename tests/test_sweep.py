@@ -301,3 +301,14 @@ def test_training_progress_reads_one_note_per_worker(tmp_path):
     text = sweep.training_progress(tmp_path / n for n in "abcdef")
     assert text == "epoch 7/1000, epoch 40/1000"
     assert sweep.training_progress([tmp_path / "d"]) == ""
+
+
+def test_worker_threads_share_the_cores_and_respect_omp_num_threads(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert sweep.worker_threads(1, cores=2) == 2
+    assert sweep.worker_threads(2, cores=2) == 1
+    assert sweep.worker_threads(4, cores=2) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # a second sweep beside this one
+    assert sweep.worker_threads(1, cores=2) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "8")  # never more than the cores
+    assert sweep.worker_threads(1, cores=2) == 2
