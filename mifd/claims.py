@@ -9,6 +9,7 @@ signed-rank test every sign pattern of the non-zero differences.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from itertools import combinations, product
 from math import comb, factorial
@@ -268,6 +269,21 @@ def summary(verdicts: pd.DataFrame) -> pd.DataFrame:
                      "rules": ", ".join(f"{counts[w]} {w}" for w in ("yes", "no", "not decidable")
                                         if w in counts) + f" of {len(rules)} rule{'s' * (len(rules) > 1)}"})
     return pd.DataFrame(rows)
+
+
+def findings(verdicts: pd.DataFrame) -> str:
+    """Markdown, one bullet per claim of a `table`, in order: the claim's `summary` verdict,
+    then its rules grouped by their verdicts, each rule named without its closing
+    parenthesis (the test and level stay in the table), so a claim that holds only partly
+    says which of its rules fail."""
+    words = summary(verdicts).set_index("claim")["verdict"]
+    lines = []
+    for claim, rules in verdicts.groupby("claim", sort=False):
+        groups = [f"{word[0].upper()}{word[1:]}: " + "; ".join(dict.fromkeys(
+                      re.sub(r" \([^()]*\)$", "", rule) for rule in rules.loc[rules["verdict"] == word, "rule"])) + "."
+                  for word in ("yes", "no", "not decidable") if (rules["verdict"] == word).any()]
+        lines.append(f"- **{claim}**: {words[claim]}. " + " ".join(groups))
+    return "\n".join(lines)
 
 
 # The paper's claims in the order the book's introduction lists them, after the method's

@@ -131,6 +131,19 @@ def test_summary_words_each_claim_from_its_rules():
     assert table.loc["d", "rules"] == "1 no, 1 not decidable of 2 rules"
 
 
+def test_findings_say_which_rules_of_a_claim_fail():
+    verdicts = pd.DataFrame({
+        "claim": ["a", "a", "a", "b", "b", "b"],
+        "rule": ["x higher than the control (exact one-sided rank-sum p < 0.05)", "mean x > 0.5",
+                 "mean x (all steps) > 0.9", "y > 0 across runs (exact)",
+                 "y higher than the control (exact)", "mean y > 1"],
+        "verdict": ["yes", "no", "yes", "not decidable", "not decidable", "no"], "numbers": ""})
+    lines = claims.findings(verdicts).split("\n")
+    assert lines == [  # only a closing parenthesis (the test) leaves the rule's name
+        "- **a**: partly. Yes: x higher than the control; mean x (all steps) > 0.9. No: mean x > 0.5.",
+        "- **b**: no. No: mean y > 1. Not decidable: y > 0 across runs; y higher than the control."]
+
+
 def test_overview_maps_each_task_onto_the_papers_claims():
     rules = lambda claim, *words: pd.DataFrame(
         {"claim": claim, "rule": [str(k) for k in range(len(words))], "verdict": list(words), "numbers": ""})
