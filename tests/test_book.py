@@ -259,6 +259,9 @@ function mifdReport() {
   main.querySelectorAll('.output.stderr, .output.traceback, .output.error').forEach(
     (e) => report.errors.push(e.textContent.slice(0, 120)));
   if (main.textContent.includes('Traceback (most recent call last)')) report.errors.push('a traceback');
+  // a value's repr where its content belongs, e.g. a glued Markdown object in {glue:text}
+  const repr = main.textContent.match(/<[A-Za-z_.]+ object( at 0x[0-9a-f]+)?>/);
+  if (repr) report.errors.push('a repr instead of its content: ' + repr[0]);
   main.querySelectorAll('.cell_output pre, .cell_output table, figure, p').forEach((e) => {
     if (e.clientWidth === 0) return;  // not displayed (a collapsed input)
     const box = e.tagName === 'TABLE' ? e.parentElement : e;
