@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import evaluate, store
+from . import claims, evaluate, store
 from .config import EstimatorConfig
 from .mine import MineEstimator, critic_step, make_critic_optimizer
 from .synthetic import GaussianPair, asymmetric_noise_target, seeds_of
@@ -156,6 +156,28 @@ def table(record_sets: dict, training_mi: dict, compute_missing: bool = False,
             rows.append({"profile": profile, "condition": condition, "seed": r.seed,
                          **{label: values[key] for key, label in COLUMNS.items()}})
     return pd.DataFrame(rows, columns=["profile", "condition", "seed", *COLUMNS.values()]), missing
+
+
+def versus_control(runs: "pd.DataFrame", mi_label: str, control_label: str,
+                   alpha: float = claims.ALPHA) -> "pd.DataFrame":
+    """Is Î lower with MI minimisation than in the control, by the training critic and by
+    the fresh one? runs: a `table` (one row per run). The verdict and numbers of
+    `claims.versus_control` ("Î lower than the control") per profile holding both
+    conditions and per estimate ("in training", "post hoc, held out"), indexed by the two;
+    empty when no profile holds both."""
+    import pandas as pd
+
+    rows = []
+    for profile, group in runs.groupby("profile", sort=False):
+        mi, control = (group[group["condition"] == label] for label in (mi_label, control_label))
+        if mi.empty or control.empty:
+            continue
+        for estimate, key in (("in training", "mi_training"), ("post hoc, held out", "mi")):
+            verdict = claims.versus_control("", "Î", mi[COLUMNS[key]], control[COLUMNS[key]],
+                                            alternative="less", alpha=alpha)
+            rows.append({"profile": profile, "Î": estimate, "verdict": verdict.verdict,
+                         "numbers": verdict.numbers})
+    return pd.DataFrame(rows, columns=["profile", "Î", "verdict", "numbers"]).set_index(["profile", "Î"])
 
 
 def describe_missing(missing: list[tuple[str, str, int]]) -> str:

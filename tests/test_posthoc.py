@@ -65,3 +65,22 @@ def test_missing_runs_are_described_in_wrapped_lines():
                                     + [("paper", "λ = 0 (control)", 1001)])
     assert "10 runs" in text and "book λ = 0.1: seeds 1002, 1003" in text.replace("\n", " ")
     assert max(map(len, text.splitlines())) <= 88
+
+
+def test_versus_control_decides_per_profile_and_estimate():
+    import pandas as pd
+
+    held, trained = posthoc.COLUMNS["mi"], posthoc.COLUMNS["mi_training"]
+    rows = [{"profile": "book", "condition": c, "seed": s, held: v, trained: t}
+            for c, base in (("mi", 0.5), ("ctl", 1.5)) for s, (v, t) in
+            enumerate(zip(base + np.arange(4) * 0.1, [3.0, 0.1, 0.2, 0.3] if c == "mi" else [1, 2, 2.5, 2.6]))]
+    rows += [{"profile": "paper", "condition": c, "seed": 1, held: v, trained: v}
+             for c, v in (("mi", 0.1), ("ctl", 2.0))]
+    rows += [{"profile": "solo", "condition": "mi", "seed": 1, held: 0.1, trained: 0.1}]
+    table = posthoc.versus_control(pd.DataFrame(rows), "mi", "ctl")
+    verdicts = table["verdict"]
+    assert list(table.index.get_level_values("profile").unique()) == ["book", "paper"]
+    assert verdicts["book"].tolist() == ["no", "yes"]  # in training, one MI run lies above the controls
+    assert verdicts["book"].iloc[1] == "yes" and "p = 0.014" in table["numbers"]["book"].iloc[1]
+    assert set(verdicts["paper"]) == {"not decidable"}   # 1 vs 1 cannot reach 0.05
+    assert posthoc.versus_control(pd.DataFrame(rows[-1:]), "mi", "ctl").empty
