@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from . import claims, evaluate, store
@@ -135,7 +136,7 @@ COLUMNS = {"mi_training": "Î in training (nats)", "mi": "Î post hoc, held out 
 
 
 def table(record_sets: dict, training_mi: dict, compute_missing: bool = False,
-          root: Path | None = None) -> tuple["pd.DataFrame", list[str]]:
+          root: Path | None = None) -> tuple[pd.DataFrame, list[str]]:
     """The post-hoc estimates of groups of records as one table, and the runs without one.
 
     record_sets: {(condition, profile): [record, …]}; training_mi: {(profile, condition,
@@ -143,8 +144,6 @@ def table(record_sets: dict, training_mi: dict, compute_missing: bool = False,
     "condition", "seed" and the COLUMNS, and "profile condition, seed N" of each run
     whose estimate is not stored (and not computed).
     """
-    import pandas as pd
-
     rows, missing = [], []
     for (condition, profile), records in record_sets.items():
         for r in records:
@@ -158,15 +157,13 @@ def table(record_sets: dict, training_mi: dict, compute_missing: bool = False,
     return pd.DataFrame(rows, columns=["profile", "condition", "seed", *COLUMNS.values()]), missing
 
 
-def versus_control(runs: "pd.DataFrame", mi_label: str, control_label: str,
-                   alpha: float = claims.ALPHA) -> "pd.DataFrame":
+def versus_control(runs: pd.DataFrame, mi_label: str, control_label: str,
+                   alpha: float = claims.ALPHA) -> pd.DataFrame:
     """Is Î lower with MI minimisation than in the control, by the training critic and by
     the fresh one? runs: a `table` (one row per run). The verdict and numbers of
     `claims.versus_control` ("Î lower than the control") per profile holding both
     conditions and per estimate ("in training", "post hoc, held out"), indexed by the two;
     empty when no profile holds both."""
-    import pandas as pd
-
     rows = []
     for profile, group in runs.groupby("profile", sort=False):
         mi, control = (group[group["condition"] == label] for label in (mi_label, control_label))
