@@ -464,7 +464,7 @@ def run_sweep(runs: list[Run], executor: cf.Executor | None = None, root: Path |
     return summary
 
 
-def _seed_ranges(seeds: Iterable[int]) -> str:
+def seed_ranges(seeds: Iterable[int]) -> str:
     """Seeds as `mifd sweep --seeds` takes them: runs of consecutive seeds as "a-b"."""
     seeds, parts = sorted(set(seeds)), []
     for seed in seeds:
@@ -501,7 +501,7 @@ def command(records: dict[str, list]) -> str:
     base_name, changes = _profile_changes(records)
     lambdas = sorted({r.config.training.lambda_mi for r in runs}, reverse=True)
     return " ".join([f"mifd sweep {runs[0].config.task_name} --profile {base_name}",
-                     f"--seeds {_seed_ranges(r.seed for r in runs)}",
+                     f"--seeds {seed_ranges(r.seed for r in runs)}",
                      "--lambda-mi " + " ".join(f"{v:g}" for v in lambdas), *changes])
 
 
@@ -511,7 +511,7 @@ def describe(records: dict[str, list]) -> str:
     that trains them."""
     runs = [r for rs in records.values() for r in rs]
     config = runs[0].config
-    parts = [f"{label}: `{rs[0].config.config_hash()}`, seeds {_seed_ranges(r.seed for r in rs).replace(' ', ', ')}"
+    parts = [f"{label}: `{rs[0].config.config_hash()}`, seeds {seed_ranges(r.seed for r in rs).replace(' ', ', ')}"
              for label, rs in records.items() if rs]
     task = {"wm": "working memory", "separation": "chaotic separation"}[config.task_name]
     base_name, changes = _profile_changes(records)

@@ -218,6 +218,9 @@ def test_sparsity_claims_compare_each_strength_with_the_same_lambda_without_l1()
     assert "than λ = 0.1 without L1" in rows[0].rule and "vs λ = 0.1 without L1" in rows[0].numbers
     three = table[table["seed"] < 3]       # 3 vs 3 cannot go below p = 0.05
     assert {v.verdict for v in claims.sparsity_claims(three, 0.1) if not np.isnan(v.p)} == {"not decidable"}
-    # only the seeds both sides have are compared
-    partial = table[~((table["c_l1"] == 0.0) & (table["lambda"] == 0.1) & (table["seed"] == 0))]
-    assert "(3 vs 3 runs" in claims.sparsity_claims(partial, 0.1)[0].numbers
+    # every run without L1 is a control, whatever its seed: 3 runs with L1 against 10 decide
+    ten = _l1_table([0.2] * 10, [0.05] * 10, [0.0] * 10, [0.0] * 10, [0.5] * 10, [0.1] * 10)
+    few = ten[(ten["c_l1"] == 0.0) | (ten["seed"] < 3)]
+    rows = claims.sparsity_claims(few, 0.1)
+    assert "(3 vs 10 runs" in rows[0].numbers
+    assert [v.verdict for v in rows] == ["yes", "yes", "yes", "no", "no", "yes", "yes"]
