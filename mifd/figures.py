@@ -202,7 +202,8 @@ def dose_response(finals: pd.DataFrame, setting: str, ylabels: dict[str, str], x
     given, `hue` (a colour per value, e.g. c_L1, named `hue_label` in the legend). Each seed is a thin line across the
     setting's values, the mean over seeds a thick line with ± 1 sd bars. The x axis is
     logarithmic; with `linthresh` it is linear below it (symlog), so a setting of 0 (the
-    control) has a place; `columns`: panels per row (at most 3).
+    control) has a place, and every panel spans the same settings; `columns`: panels per row
+    (at most 3). The legend gives the runs per setting (a range where settings differ).
     """
     fig, axes = _panel_grid(len(ylabels), columns, 2.5)
     hues = [None] if hue is None else sorted(finals[hue].unique())
@@ -216,14 +217,16 @@ def dose_response(finals: pd.DataFrame, setting: str, ylabels: dict[str, str], x
             stats = part.groupby(setting)[quantity].agg(["mean", "std", "size"]).sort_index()
             line = ax.errorbar(stats.index, stats["mean"], yerr=stats["std"].fillna(0), color=color,
                                lw=2, marker="o", ms=4, capsize=3)
-            n = int(stats["size"].max())
+            low, high = int(stats["size"].min()), int(stats["size"].max())
             name = ("each seed thin" if value is None
                     else f"{hue_label or hue} = {value:g}: each seed thin")
-            legend.setdefault(f"{name}, mean ± sd of {n} thick", line)
+            legend.setdefault(f"{name}, mean ± sd of {low if low == high else f'{low}–{high}'} thick", line)
         if linthresh is None:
             ax.set_xscale("log")
         else:
             ax.set_xscale("symlog", linthresh=linthresh)
+            if finals[setting].min() >= 0:   # every panel the same range, from just left of 0
+                ax.set_xlim(-linthresh / 2, max(finals[setting].max() * 1.5, linthresh))
         if not np.isfinite(finals[quantity].to_numpy(float)).any():
             ax.text(0.5, 0.5, "no finite values", ha="center", va="center", transform=ax.transAxes)
         ax.set_xlabel(xlabel)

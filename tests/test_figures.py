@@ -39,3 +39,9 @@ def test_dose_response_draws_each_seed_and_the_mean_with_its_sd():
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend == ["c_l1 = 0: each seed thin, mean ± sd of 2 thick",
                       "c_l1 = 1: each seed thin, mean ± sd of 2 thick"]
+    assert ax.get_xlim() == (-0.005, 1.5)       # from just left of the control to past the largest
+    # controls of more seeds than the other settings: the legend gives the range
+    more = pd.concat([finals, finals[finals["lambda"] == 0.0].assign(seed=3)])
+    legend = [t.get_text() for t in figures.dose_response(more, "lambda", {"Q_str": "Q_str"}, "λ",
+                                                          linthresh=0.01).legends[0].get_texts()]
+    assert legend == ["each seed thin, mean ± sd of 4–8 thick"]
