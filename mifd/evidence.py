@@ -132,23 +132,30 @@ def study_configs(base: RunConfig, lambdas, c_l1s=(0.0,)) -> dict[str, RunConfig
     return configs
 
 
-def stored_study(configs: dict[str, RunConfig], seeds, root=None) -> tuple[dict[str, list], str]:
+def stored_study(configs: dict[str, RunConfig], seeds, root=None
+                 ) -> tuple[dict[str, list], str, list[str]]:
     """The complete records of every configuration for `seeds` ({label: [RunRecord, …]}, in
-    seed order; a label with none stored maps to []), and the `mifd sweep` command that trains
-    the missing ones ("" when none is missing; it skips the stored ones). The configurations
-    must differ only in per-run settings (λ, c_L1), as `study_configs` makes them."""
+    seed order; a label with none stored maps to []), the `mifd sweep` command of the whole
+    study ("" when none is missing; it skips the stored and failed ones), and a line per run
+    that diverged ("λ = 1, seed 1004: the loss became nan at epoch 311"): such a run has its failure
+    recorded instead of a record, is not retried by the sweep, and so is neither stored nor
+    missing. The configurations must differ only in per-run settings (λ, c_L1), as
+    `study_configs` makes them."""
     seeds = list(seeds)
-    records, wanted, missing = {}, {}, False
+    records, wanted, failures, missing = {}, {}, [], False
     for label, config in configs.items():
         records[label] = []
         for seed in seeds:
-            record = store.find_record(config, seed, root)
-            if record is None:
-                missing = True
+            directory = store.run_dir(config, seed, root)
+            failure = store.read_failure(directory)
+            if store.is_complete(directory):
+                records[label].append(store.load_record(directory))
+            elif failure is not None:
+                failures.append(f"{label}, seed {seed}: {failure['reason']}")
             else:
-                records[label].append(record)
+                missing = True
             wanted.setdefault(label, []).append(SimpleNamespace(config=config, seed=seed))
-    return records, sweep.command(wanted) if missing else ""
+    return records, sweep.command(wanted) if missing else "", failures
 
 
 def pilot_strengths(pilot: pd.DataFrame, kept: int, column: str = "accuracy",
