@@ -215,15 +215,20 @@ def input_strengths(w_in: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 BLOCKS = ("G1→G1", "G1→G2", "G2→G1", "G2→G2")
 
 
+def near_zero_weight(n_units: int) -> float:
+    """The magnitude below which a recurrent weight counts as near zero: a tenth of the
+    initial weights' sd for gain 1, 0.1/√N."""
+    return 0.1 / np.sqrt(n_units)
+
+
 def block_sparsity(w_rec: np.ndarray, near_zero: float | None = None) -> dict[str, float]:
     """The share of near-zero recurrent weights in each block of W_rec (N, N), row =
     presynaptic (w_rec[i, j] is the weight from unit i to unit j), self-connections left
     out: {"G1→G1": share, "G1→G2": …, "G2→G1": …, "G2→G2": …, "all": share over every
-    off-diagonal weight}. Near zero: |w| below
-    `near_zero`, by default a tenth of the initial weights' sd for gain 1, 0.1/√N (an L1
-    penalty with RMSprop leaves weights jittering around zero, not at it)."""
+    off-diagonal weight}. Near zero: |w| below `near_zero`, by default `near_zero_weight(N)`
+    (an L1 penalty with RMSprop leaves weights jittering around zero, not at it)."""
     n = w_rec.shape[0]
-    threshold = 0.1 / np.sqrt(n) if near_zero is None else near_zero
+    threshold = near_zero_weight(n) if near_zero is None else near_zero
     groups = two_groups(n)
     small = np.abs(w_rec) < threshold
     off_diagonal = ~np.eye(n, dtype=bool)

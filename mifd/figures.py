@@ -415,6 +415,32 @@ def weight_magnitudes(w_in: np.ndarray, w_rec: np.ndarray, w_out: np.ndarray,
     return fig
 
 
+def recurrent_weights(panels: dict[str, np.ndarray], near_zero: float) -> Figure:
+    """|W_rec| (N, N), row = presynaptic, one panel per condition (title: its label), three to
+    a row, on one colour scale up to the 99th percentile of every panel's magnitudes; weights
+    below `near_zero` are white, so sparsity shows, and whether it follows the groups (dashed)."""
+    columns = min(3, len(panels))
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(COLUMN, 2.5 * rows + 0.3), squeeze=False,
+                             layout="constrained")
+    magnitudes = {title: np.abs(w_rec) for title, w_rec in panels.items()}
+    vmax = np.percentile(np.concatenate([m.ravel() for m in magnitudes.values()]), 99)
+    cmap = plt.get_cmap("viridis").with_extremes(bad="white")
+    for k, (ax, (title, magnitude)) in enumerate(zip(axes.flat, magnitudes.items())):
+        image = ax.imshow(np.ma.masked_less(magnitude, near_zero), cmap=cmap, vmin=0, vmax=vmax)
+        _group_boundaries(ax, magnitude.shape[0], color="black")
+        ax.set_title(title, fontsize="medium")
+        if k % columns == 0:
+            ax.set_ylabel("presynaptic neuron i")
+        if k + columns >= len(panels):
+            ax.set_xlabel("postsynaptic neuron j")
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    fig.colorbar(image, ax=axes, shrink=0.8, extend="max",
+                 label=rf"$|W_\mathrm{{rec}}|$ (white: below {near_zero:.3g})")
+    return fig
+
+
 def specialisation_scatter(d: np.ndarray, differences: dict[str, np.ndarray],
                            groups: np.ndarray, title: str) -> Figure:
     """d_i = |c_i^(1)| − |c_i^(2)| against weight differences (e.g. d_out, d_in), Pearson r shown.

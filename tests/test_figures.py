@@ -45,3 +45,16 @@ def test_dose_response_draws_each_seed_and_the_mean_with_its_sd():
     legend = [t.get_text() for t in figures.dose_response(more, "lambda", {"Q_str": "Q_str"}, "λ",
                                                           linthresh=0.01).legends[0].get_texts()]
     assert legend == ["each seed thin, mean ± sd of 4–8 thick"]
+
+
+def test_recurrent_weights_whiten_the_near_zero_weights_on_one_scale():
+    rng = np.random.default_rng(0)
+    panels = {"dense": rng.normal(0, 0.2, (6, 6)), "sparse": np.where(np.eye(6) > 0, 0.5, 0.001)}
+    fig = figures.recurrent_weights(panels, near_zero=0.01)
+    shown = [ax for ax in fig.axes if ax.get_images()]
+    assert [ax.get_title() for ax in shown] == ["dense", "sparse"]
+    images = [ax.get_images()[0] for ax in shown]
+    assert images[0].get_clim() == images[1].get_clim()          # one colour scale
+    sparse = images[1].get_array()
+    assert sparse.mask.sum() == 30 and not sparse.mask.diagonal().any()  # only the small ones
+    assert "below 0.01" in fig.axes[-1].get_ylabel()              # the colour bar says so
