@@ -13,6 +13,7 @@ import re
 from dataclasses import asdict, dataclass
 from itertools import combinations, product
 from math import comb, factorial
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -210,17 +211,35 @@ def positive(claim: str, name: str, values, alpha: float = ALPHA) -> Verdict:
 def trend(claim: str, name: str, x, y, alternative: str = "two-sided", alpha: float = ALPHA,
           permutations: int = 20_000, setting: str = "the setting") -> Verdict:
     """Yes when `y` (one value per run) changes monotonically with `x` (e.g. λ, named
-    `setting` in the rule) across all runs: Spearman's ρ with a permutation test
-    (`spearman_p`), p < α; "greater"/"less" ask for a rise/fall, "two-sided" for either. Not
-    decidable when no pairing of these runs could reach α (`min_p_spearman`), the
-    permutations cannot, or fewer than three runs have both values."""
-    rho, p = spearman_p(x, y, alternative, permutations)
-    xs = _finite_pairs(x, y)[0]
+    `setting` in the rule) across all runs: `trends` of one index."""
+    return trends({claim: (name, y)}, x, alternative, alpha, permutations, setting)[0]
+
+
+def trends(indices: dict[str, tuple[str, Any]], x, alternative: str = "two-sided",
+           alpha: float = ALPHA, permutations: int = 20_000,
+           setting: str = "the setting") -> list[Verdict]:
+    """One verdict per index of one study, {claim: (name, y)} with y one value per run: yes
+    when y changes monotonically with `x` across all runs, Spearman's ρ with a permutation
+    test (`spearman_p`), Holm-adjusted over the indices (m of them) below α; "greater"/"less"
+    ask for a rise/fall, "two-sided" for either. Not decidable when m times the smallest p
+    these runs could reach (`min_p_spearman`, or the permutations' 1/(permutations+1)) is not
+    below α, or fewer than three runs have both values."""
+    tests = {claim: (name, *spearman_p(x, y, alternative, permutations), _finite_pairs(x, y)[0])
+             for claim, (name, y) in indices.items()}
+    m = len(tests)
+    adjusted = dict(zip(tests, holm([p for _, _, p, _ in tests.values()])))
     word = {"greater": "rises", "less": "falls", "two-sided": "changes monotonically"}[alternative]
-    reach = max(min_p_spearman(xs, alternative), 1.0 / (permutations + 1))
-    decidable = not np.isnan(p) and reach < alpha
-    return Verdict(claim, f"{name} {word} with {setting} (Spearman, permutation p < {alpha:g})",
-                   _word(p < alpha, decidable), f"ρ = {rho:.2f} over {_runs(xs.size)}, p = {p:.2g}", p)
+    family = f", Holm over {m}" if m > 1 else ""
+    rows = []
+    for claim, (name, rho, p, xs) in tests.items():
+        reach = max(min_p_spearman(xs, alternative), 1.0 / (permutations + 1))
+        decidable = not np.isnan(p) and m * reach < alpha
+        holm_p = f" (Holm {adjusted[claim]:.2g})" if m > 1 else ""
+        rows.append(Verdict(
+            claim, f"{name} {word} with {setting} (Spearman, permutation{family}, p < {alpha:g})",
+            _word(adjusted[claim] < alpha, decidable),
+            f"ρ = {rho:.2f} over {_runs(xs.size)}, p = {p:.2g}{holm_p}", adjusted[claim]))
+    return rows
 
 
 def precedence(claim: str, measures: dict[str, np.ndarray], alpha: float = ALPHA,
@@ -407,8 +426,8 @@ def dose_claims(finals: pd.DataFrame, indices=DOSE_INDICES, alpha: float = ALPHA
     whether its final value changes monotonically with λ across all runs (`trend`,
     two-sided); then whether the runs' mean accuracy falls below `accuracy` within the λ
     tried, and first at which λ."""
-    rows = [trend(f"{NAMES.get(name, name)} depends on λ", NAMES.get(name, name), finals["lambda"],
-                  finals[name], alpha=alpha, setting="λ") for name in indices]
+    rows = trends({f"{NAMES.get(name, name)} depends on λ": (NAMES.get(name, name), finals[name])
+                   for name in indices}, finals["lambda"], alpha=alpha, setting="λ")
     means = finals.groupby("lambda")["accuracy"].mean().sort_index()
     below = means[means < accuracy]
     numbers = ", ".join(f"{v:.3f} at λ = {lam:g}" for lam, v in means.items())

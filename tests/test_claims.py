@@ -224,3 +224,20 @@ def test_sparsity_claims_compare_each_strength_with_the_same_lambda_without_l1()
     rows = claims.sparsity_claims(few, 0.1)
     assert "(3 vs 10 runs" in rows[0].numbers
     assert [v.verdict for v in rows] == ["yes", "yes", "yes", "no", "no", "yes", "yes"]
+
+
+def test_dose_trends_are_holm_adjusted_over_the_indices():
+    lam = np.repeat([0.0, 0.03, 0.1, 0.3, 1.0], 5)
+    rng = np.random.default_rng(1)
+    finals = pd.DataFrame({"lambda": lam, "weak": lam + rng.normal(0, 0.35, lam.size), "accuracy": 0.95})
+    alone = claims.dose_claims(finals, ("weak",))[0]
+    flat = {f"flat{i}": rng.normal(size=lam.size) for i in range(8)}
+    nine = claims.dose_claims(finals.assign(**flat), ("weak", *flat))[0]
+    assert alone.verdict == "yes" and "Holm" not in alone.rule       # p ≈ 0.036 for one test
+    assert nine.verdict == "no" and "Holm over 9" in nine.rule        # the same ρ, one of nine
+    assert nine.numbers.startswith(alone.numbers) and nine.p > 0.05
+    five = pd.DataFrame({"lambda": [1, 2, 3, 4, 5], "a": [1, 2, 3, 4, 5.0], "accuracy": 0.95})
+    two = claims.dose_claims(five.assign(b=-five["a"]), ("a", "b"))
+    assert [v.verdict for v in two[:2]] == ["yes", "yes"]                      # 2 × 2/120 < 0.05
+    six = claims.dose_claims(five.assign(**{c: five["a"] for c in "bcdef"}), tuple("abcdef"))
+    assert all(v.verdict == "not decidable" for v in six[:6])                 # 6 × 2/120 = 0.1
