@@ -168,13 +168,12 @@ def pilot_strengths(pilot: pd.DataFrame, kept: int, column: str = "accuracy",
     return passing[-kept:] if kept > 0 else []
 
 
-def setting_where_below(finals: pd.DataFrame, setting: str, column: str = "accuracy",
-                        threshold: float = analysis.SUCCESS_ACCURACY) -> float:
-    """The smallest value of `setting` (a column, e.g. "lambda") whose runs' mean `column`
-    falls below `threshold`; NaN when none does."""
+def settings_below(finals: pd.DataFrame, setting: str, column: str = "accuracy",
+                   threshold: float = analysis.SUCCESS_ACCURACY) -> list[float]:
+    """The values of `setting` (a column, e.g. "lambda"), ascending, whose runs' mean `column`
+    falls below `threshold`; empty when none does."""
     means = finals.groupby(setting)[column].mean().sort_index()
-    below = means[means < threshold]
-    return float(below.index[0]) if len(below) else float("nan")
+    return [float(v) for v in means.index[means < threshold]]
 
 
 @dataclass(frozen=True)
