@@ -96,8 +96,9 @@ def study_finals(records: dict[str, list], seed: int,
     Q_str / Q_corr, t50 of Q_corr and Q_str (fraction of the final value, epochs), "epoch
     Q_str > 0.1" (the first snapshot whose Q_str exceeds `differentiation_q`; one epoch past
     the last snapshot when none does), and the share of near-zero weights of W_rec, in all
-    ("near-zero"), per block ("near-zero G1→G2", …; `analysis.block_sparsity`) and between
-    the groups minus within them ("near-zero between − within")."""
+    at the first snapshot ("near-zero at start") and at the end ("near-zero"), per block at
+    the end ("near-zero G1→G2", …; `analysis.block_sparsity`) and between the groups minus
+    within them ("near-zero between − within")."""
     courses = wm_courses(records, seed)
     finals = wm_finals(courses, records, differentiation_q)
     onsets = analysis.onset_table(courses, ("Q_corr", "Q_str"), fractions=(0.5,))
@@ -114,6 +115,7 @@ def study_finals(records: dict[str, list], seed: int,
                      **onsets.loc[row.run].to_dict(),
                      "epoch Q_str > 0.1": (float(past.iloc[0]) if len(past)
                                            else float(course["epoch"].max() + 1)),
+                     "near-zero at start": analysis.block_sparsity(record.snapshots["w_rec"][0])["all"],
                      "near-zero": blocks.pop("all"),
                      **{f"near-zero {k}": v for k, v in blocks.items()},
                      "near-zero between − within": (blocks["G1→G2"] + blocks["G2→G1"]

@@ -120,6 +120,8 @@ def test_study_finals_add_settings_onsets_and_block_sparsity(smoke_records):
     assert (finals.loc[never, "epoch Q_str > 0.1"] == finals.loc[never, "epoch"] + 1).all()
     shares = finals[[f"near-zero {b}" for b in analysis.BLOCKS]].to_numpy()
     assert ((shares >= 0) & (shares <= 1)).all()
+    # at the start W_rec ~ N(0, 1/N): about 2Φ(0.1) − 1 ≈ 8 % of the weights lie within 0.1/√N
+    assert finals["near-zero at start"].between(0.0, 0.25).all()
     table = pd.DataFrame({"lambda": [0.0, 0.0, 0.3, 0.3, 1.0], "accuracy": [0.95, 0.93, 0.91, 0.87, 0.6]})
     assert evidence.settings_below(table, "lambda") == [0.3, 1.0]   # means 0.89 and 0.6
     assert evidence.settings_below(table[table["lambda"] < 0.3], "lambda") == []
