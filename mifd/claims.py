@@ -174,6 +174,14 @@ def mean_sd(values, digits: int = 3) -> str:
     return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}" if v.size > 1 else f"{v.mean():.{digits}f}"
 
 
+def mean_sd_counted(values, digits: int = 3) -> str:
+    """`mean_sd`, followed by "(k of n runs)" when only k of the n values are defined (not NaN),
+    so a mean over a few runs of a condition does not read as a mean over all of them."""
+    n, k = np.asarray(values, dtype=float).size, _finite(values).size
+    text = mean_sd(values, digits)
+    return text if k in (0, n) else f"{text} ({k} of {n} runs)"
+
+
 def magnitude(claim: str, name: str, values, threshold: float) -> Verdict:
     """Yes when the mean of `values` (one per run) exceeds `threshold`."""
     v = _finite(values)

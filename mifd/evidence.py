@@ -93,7 +93,8 @@ def study_finals(records: dict[str, list], seed: int,
                  differentiation_q: float = claims.STRUCTURAL_Q) -> pd.DataFrame:
     """A working-memory study beyond the paper (chapter 6): one row per run of `records`
     ({label: runs}) with its λ and c_L1, the final values and indices of `wm_finals`,
-    Q_str / Q_corr, t50 of Q_corr and Q_str (fraction of the final value, epochs), "epoch
+    Q_str / Q_corr (where Q_corr exceeds `differentiation_q`: a ratio to a Q_corr near zero
+    says nothing), t50 of Q_corr and Q_str (fraction of the final value, epochs), "epoch
     Q_str > 0.1" (the first snapshot whose Q_str exceeds `differentiation_q`; one epoch past
     the last snapshot when none does), and the share of near-zero weights of W_rec, in all
     at the first snapshot ("near-zero at start") and at the end ("near-zero"), per block at
@@ -111,7 +112,8 @@ def study_finals(records: dict[str, list], seed: int,
         blocks = analysis.block_sparsity(evaluate.final_parameters(record.snapshots)["w_rec"])
         rows.append({"lambda": record.config.training.lambda_mi,
                      "c_l1": record.config.training.c_l1,
-                     "Q_str / Q_corr": row.Q_str / row.Q_corr if row.Q_corr else float("nan"),
+                     "Q_str / Q_corr": (row.Q_str / row.Q_corr if row.Q_corr > differentiation_q
+                                        else float("nan")),
                      **onsets.loc[row.run].to_dict(),
                      "epoch Q_str > 0.1": (float(past.iloc[0]) if len(past)
                                            else float(course["epoch"].max() + 1)),

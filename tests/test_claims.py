@@ -241,3 +241,10 @@ def test_dose_trends_are_holm_adjusted_over_the_indices():
     assert [v.verdict for v in two[:2]] == ["yes", "yes"]                      # 2 × 2/120 < 0.05
     six = claims.dose_claims(five.assign(**{c: five["a"] for c in "bcdef"}), tuple("abcdef"))
     assert all(v.verdict == "not decidable" for v in six[:6])                 # 6 × 2/120 = 0.1
+
+
+def test_mean_sd_counted_names_how_many_runs_a_mean_is_over():
+    assert claims.mean_sd_counted([1.0, 3.0]) == claims.mean_sd([1.0, 3.0]) == "2.000 ± 1.414"
+    assert claims.mean_sd_counted([1.0, 3.0, float("nan")]) == "2.000 ± 1.414 (2 of 3 runs)"
+    assert claims.mean_sd_counted([925.0, float("nan")]) == "925.000 (1 of 2 runs)"
+    assert claims.mean_sd_counted([float("nan")] * 4) == "–"

@@ -116,6 +116,10 @@ def test_study_finals_add_settings_onsets_and_block_sparsity(smoke_records):
     row = finals.iloc[0]
     assert row["near-zero between − within"] == pytest.approx(
         (row["near-zero G1→G2"] + row["near-zero G2→G1"] - row["near-zero G1→G1"] - row["near-zero G2→G2"]) / 2)
+    functional = finals["Q_corr"] > 0.1       # the ratio only where there is functional modularity
+    assert finals.loc[~functional, "Q_str / Q_corr"].isna().all()
+    assert np.allclose(finals.loc[functional, "Q_str / Q_corr"],
+                       finals.loc[functional, "Q_str"] / finals.loc[functional, "Q_corr"])
     never = finals["Q_str"] <= 0.1            # smoke runs never pass 0.1: one epoch past the last snapshot
     assert (finals.loc[never, "epoch Q_str > 0.1"] == finals.loc[never, "epoch"] + 1).all()
     shares = finals[[f"near-zero {b}" for b in analysis.BLOCKS]].to_numpy()
