@@ -428,6 +428,14 @@ DOSE_INDICES = ("accuracy", "mi", "Q_corr", "Q_str", "D_corr", "D_in", "D_out", 
 NAMES = {"mi": "Î"}   # column → the name the tables print
 
 
+def settings_below(finals: pd.DataFrame, setting: str, column: str = "accuracy",
+                   threshold: float = SUCCESS["accuracy"]) -> list[float]:
+    """The values of `setting` (a column, e.g. "lambda"), ascending, whose runs' mean `column`
+    falls below `threshold`; empty when none does."""
+    means = finals.groupby(setting)[column].mean().sort_index()
+    return [float(v) for v in means.index[means < threshold]]
+
+
 def dose_claims(finals: pd.DataFrame, indices=DOSE_INDICES, alpha: float = ALPHA,
                 accuracy: float = SUCCESS["accuracy"]) -> list[Verdict]:
     """The λ study (`finals`: a row per run with "lambda" and the indices): for each index,
@@ -437,14 +445,14 @@ def dose_claims(finals: pd.DataFrame, indices=DOSE_INDICES, alpha: float = ALPHA
     rows = trends({f"{NAMES.get(name, name)} depends on λ": (NAMES.get(name, name), finals[name])
                    for name in indices}, finals["lambda"], alpha=alpha, setting="λ")
     means = finals.groupby("lambda")["accuracy"].mean().sort_index()
-    below = means[means < accuracy]
+    below = settings_below(finals, "lambda", threshold=accuracy)
     numbers = ", ".join(f"{v:.3f} at λ = {lam:g}" for lam, v in means.items())
-    if not len(below):
+    if not below:
         verdict = "no"
-    elif below.index[0] == means.index[0]:
+    elif below[0] == means.index[0]:
         verdict, numbers = "not decidable", f"already below at the smallest λ: {numbers}"
     else:
-        verdict, numbers = "yes", f"first at λ = {below.index[0]:g}; mean accuracy {numbers}"
+        verdict, numbers = "yes", f"first at λ = {below[0]:g}; mean accuracy {numbers}"
     rows.append(Verdict(f"MI pressure costs the task (accuracy < {accuracy:g})",
                         f"mean final accuracy of some λ's runs below {accuracy:g}", verdict, numbers))
     return rows

@@ -172,14 +172,6 @@ def pilot_strengths(pilot: pd.DataFrame, kept: int, column: str = "accuracy",
     return passing[-kept:] if kept > 0 else []
 
 
-def settings_below(finals: pd.DataFrame, setting: str, column: str = "accuracy",
-                   threshold: float = analysis.SUCCESS_ACCURACY) -> list[float]:
-    """The values of `setting` (a column, e.g. "lambda"), ascending, whose runs' mean `column`
-    falls below `threshold`; empty when none does."""
-    means = finals.groupby(setting)[column].mean().sort_index()
-    return [float(v) for v in means.index[means < threshold]]
-
-
 @dataclass(frozen=True)
 class WMEvidence:
     """Everything the working-memory claims rest on: `courses` (a row per run and snapshot),

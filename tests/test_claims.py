@@ -248,3 +248,11 @@ def test_mean_sd_counted_names_how_many_runs_a_mean_is_over():
     assert claims.mean_sd_counted([1.0, 3.0, float("nan")]) == "2.000 ± 1.414 (2 of 3 runs)"
     assert claims.mean_sd_counted([925.0, float("nan")]) == "925.000 (1 of 2 runs)"
     assert claims.mean_sd_counted([float("nan")] * 4) == "–"
+
+
+def test_settings_below_lists_every_setting_whose_mean_accuracy_is_below():
+    table = pd.DataFrame({"lambda": [0.0, 0.0, 0.3, 0.3, 1.0], "accuracy": [0.95, 0.93, 0.91, 0.87, 0.6]})
+    assert claims.settings_below(table, "lambda") == [0.3, 1.0]   # means 0.89 and 0.6
+    assert claims.settings_below(table[table["lambda"] < 0.3], "lambda") == []
+    recovers = pd.DataFrame({"lambda": [0.0, 0.1, 0.3], "accuracy": [0.95, 0.8, 0.93]})
+    assert claims.settings_below(recovers, "lambda") == [0.1]   # not every λ above the first

@@ -126,11 +126,6 @@ def test_study_finals_add_settings_onsets_and_block_sparsity(smoke_records):
     assert ((shares >= 0) & (shares <= 1)).all()
     # at the start W_rec ~ N(0, 1/N): about 2Φ(0.1) − 1 ≈ 8 % of the weights lie within 0.1/√N
     assert finals["near-zero at start"].between(0.0, 0.25).all()
-    table = pd.DataFrame({"lambda": [0.0, 0.0, 0.3, 0.3, 1.0], "accuracy": [0.95, 0.93, 0.91, 0.87, 0.6]})
-    assert evidence.settings_below(table, "lambda") == [0.3, 1.0]   # means 0.89 and 0.6
-    assert evidence.settings_below(table[table["lambda"] < 0.3], "lambda") == []
-    recovers = pd.DataFrame({"lambda": [0.0, 0.1, 0.3], "accuracy": [0.95, 0.8, 0.93]})
-    assert evidence.settings_below(recovers, "lambda") == [0.1]   # not every λ above the first
 
 
 def test_stored_study_splits_stored_from_missing_and_names_one_command(smoke_records, tmp_path):
