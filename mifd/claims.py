@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
+from functools import partial
 from itertools import combinations, product
 from math import comb, factorial
 from typing import Any
@@ -191,10 +192,11 @@ def magnitude(claim: str, name: str, values, threshold: float) -> Verdict:
 
 
 def versus_control(claim: str, name: str, mi, control, alternative: str = "greater",
-                   alpha: float = ALPHA, against: str = "the control") -> Verdict:
+                   alpha: float = ALPHA, against: str = "the control", digits: int = 3) -> Verdict:
     """Yes when the MI runs' values are higher ("greater") or lower ("less") than the
     control's (`against` names it in the rule): one-sided exact rank-sum test, p < α; not
-    decidable when no outcome could reach α with these run counts."""
+    decidable when no outcome could reach α with these run counts. `digits`: decimals of the
+    means printed (0 for epochs)."""
     mi, control = _finite(mi), _finite(control)
     word = "higher" if alternative == "greater" else "lower"
     rule = f"{name} {word} than {against} (exact one-sided rank-sum p < {alpha:g})"
@@ -202,7 +204,7 @@ def versus_control(claim: str, name: str, mi, control, alternative: str = "great
     decidable = min_p_rank_sum(mi.size, control.size) < alpha
     short = against.removeprefix("the ")
     return Verdict(claim, rule, _word(p < alpha, decidable),
-                   f"{name} {mean_sd(mi)} vs {short} {mean_sd(control)} "
+                   f"{name} {mean_sd(mi, digits)} vs {short} {mean_sd(control, digits)} "
                    f"({mi.size} vs {_runs(control.size)}, p = {p:.2g})", p)
 
 
@@ -436,12 +438,27 @@ def settings_below(finals: pd.DataFrame, setting: str, column: str = "accuracy",
     return [float(v) for v in means.index[means < threshold]]
 
 
+def conditions_table(finals: pd.DataFrame, by, columns, names: dict | None = None) -> pd.DataFrame:
+    """A study's table for the page: a row per index of `columns`, a column per condition
+    (the values of the `by` columns of `finals`, a row per run, printed as %g), each cell
+    `mean_sd_counted` over the condition's runs (whole epochs for the columns named "t50 …"
+    or "epoch …"), then the rows "runs" (their count) and "differentiated" (the share of
+    runs whose "differentiated" is true). `names` renames indices and `by` columns."""
+    names, by = names or {}, [by] if isinstance(by, str) else list(by)
+    groups = finals.groupby(by)
+    cells = groups[list(columns)].agg({c: partial(mean_sd_counted, digits=0 if c.startswith(("t50", "epoch")) else 3)
+                                       for c in columns})
+    return (cells.assign(runs=groups.size(), differentiated=groups["differentiated"].mean().map("{:.0%}".format))
+            .rename(columns=names).rename(index="{:g}".format)
+            .rename_axis([names.get(b, b) for b in by]).T)
+
+
 def dose_claims(finals: pd.DataFrame, indices=DOSE_INDICES, alpha: float = ALPHA,
                 accuracy: float = SUCCESS["accuracy"]) -> list[Verdict]:
     """The λ study (`finals`: a row per run with "lambda" and the indices): for each index,
     whether its final value changes monotonically with λ across all runs (`trend`,
     two-sided); then whether the runs' mean accuracy falls below `accuracy` within the λ
-    tried, and first at which λ."""
+    tried, and at which λ (every one: the fall need not last at larger λ)."""
     rows = trends({f"{NAMES.get(name, name)} depends on λ": (NAMES.get(name, name), finals[name])
                    for name in indices}, finals["lambda"], alpha=alpha, setting="λ")
     means = finals.groupby("lambda")["accuracy"].mean().sort_index()
@@ -452,7 +469,8 @@ def dose_claims(finals: pd.DataFrame, indices=DOSE_INDICES, alpha: float = ALPHA
     elif below[0] == means.index[0]:
         verdict, numbers = "not decidable", f"already below at the smallest λ: {numbers}"
     else:
-        verdict, numbers = "yes", f"first at λ = {below[0]:g}; mean accuracy {numbers}"
+        listed = " and ".join(f"{v:g}" for v in below)
+        verdict, numbers = "yes", f"below at λ = {listed}; mean accuracy {numbers}"
     rows.append(Verdict(f"MI pressure costs the task (accuracy < {accuracy:g})",
                         f"mean final accuracy of some λ's runs below {accuracy:g}", verdict, numbers))
     return rows
@@ -482,7 +500,7 @@ def sparsity_claims(finals: pd.DataFrame, lambda_mi: float, alpha: float = ALPHA
         rows += [versus_control(claim, "Q_str", l1["Q_str"], plain["Q_str"], alpha=alpha, against=against),
                  magnitude(claim, "Q_str", l1["Q_str"], STRUCTURAL_Q),
                  versus_control(claim, "epoch Q_str > 0.1", l1["epoch Q_str > 0.1"],
-                                plain["epoch Q_str > 0.1"], "less", alpha, against)]
+                                plain["epoch Q_str > 0.1"], "less", alpha, against, digits=0)]
         (l1, plain), against = pair(0.0, c), "λ = 0 without L1"
         claim = f"c_L1 = {c:g} alone (λ = 0) creates structural modularity"
         rows += [versus_control(claim, "Q_str", l1["Q_str"], plain["Q_str"], alpha=alpha, against=against),

@@ -55,6 +55,9 @@ def test_versus_control_verdicts():
     assert claims.versus_control("c", "Q", high[:4], low[:3]).verdict == "yes"  # 1/35
     v = claims.versus_control("c", "Q", high, low)
     assert "p = 0.004" in v.numbers and "5 vs 5 runs" in v.numbers
+    assert v.numbers.startswith("Q 12.000 ± 1.581 vs control 2.000 ± 1.581")
+    epochs = claims.versus_control("c", "epoch", high * 100, low * 100, "less", digits=0)
+    assert epochs.numbers.startswith("epoch 1200 ± 158 vs control 200 ± 158")
 
 
 def test_magnitude_and_positive():
@@ -187,7 +190,7 @@ def test_dose_claims_find_a_monotonic_index_and_not_a_flat_one():
     assert rows["MI pressure costs the task (accuracy < 0.9)"].verdict == "no"
     falling = finals.assign(accuracy=0.95 - 0.2 * finals["lambda"])
     cost = claims.dose_claims(falling, ("accuracy",))[-1]
-    assert cost.verdict == "yes" and cost.numbers.startswith("first at λ = 0.3")
+    assert cost.verdict == "yes" and cost.numbers.startswith("below at λ = 0.3 and 1; ")
     assert claims.dose_claims(finals.assign(accuracy=0.5), ("accuracy",))[-1].verdict == "not decidable"
 
 
@@ -256,3 +259,19 @@ def test_settings_below_lists_every_setting_whose_mean_accuracy_is_below():
     assert claims.settings_below(table[table["lambda"] < 0.3], "lambda") == []
     recovers = pd.DataFrame({"lambda": [0.0, 0.1, 0.3], "accuracy": [0.95, 0.8, 0.93]})
     assert claims.settings_below(recovers, "lambda") == [0.1]   # not every λ above the first
+
+
+def test_conditions_table_prints_one_column_per_condition_and_whole_epochs():
+    finals = pd.DataFrame({"lambda": [0.0, 0.0, 0.1, 0.1], "accuracy": [0.9, 1.0, 0.8, 0.8],
+                           "t50 Q_str": [925.0, np.nan, 300.0, 351.0],
+                           "differentiated": [False, False, True, False]})
+    table = claims.conditions_table(finals, "lambda", ["accuracy", "t50 Q_str"], {"accuracy": "acc"})
+    assert list(table.columns) == ["0", "0.1"]
+    assert list(table.index) == ["acc", "t50 Q_str", "runs", "differentiated"]
+    assert table.loc["acc", "0"] == "0.950 ± 0.071"
+    assert table.loc["t50 Q_str", "0"] == "925 (1 of 2 runs)" and table.loc["t50 Q_str", "0.1"] == "326 ± 36"
+    assert table.loc["differentiated", "0.1"] == "50%" and table.loc["runs", "0"] == 2
+    two = claims.conditions_table(finals.assign(c_l1=[0.0, 1e-4, 0.0, 1e-3]), ["lambda", "c_l1"], ["accuracy"])
+    assert list(two.columns) == [("0", "0"), ("0", "0.0001"), ("0.1", "0"), ("0.1", "0.001")]
+    assert two.columns.names == ["lambda", "c_l1"] and table.columns.name == "lambda"
+    assert claims.conditions_table(finals, "lambda", ["accuracy"], {"lambda": "λ"}).columns.name == "λ"
