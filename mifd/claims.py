@@ -167,6 +167,12 @@ class Verdict:
     p: float = float("nan")
 
 
+def decimals_of(column: str) -> int:
+    """Decimals a mean of `column` prints with: whole epochs for the onsets ("t50 …",
+    "epoch …"), three for every other index."""
+    return 0 if column.startswith(("t50", "epoch")) else 3
+
+
 def mean_sd(values, digits: int = 3) -> str:
     """'mean ± sample sd' of the finite values ('mean' alone for one value, '–' for none)."""
     v = _finite(values)
@@ -196,7 +202,7 @@ def versus_control(claim: str, name: str, mi, control, alternative: str = "great
     """Yes when the MI runs' values are higher ("greater") or lower ("less") than the
     control's (`against` names it in the rule): one-sided exact rank-sum test, p < α; not
     decidable when no outcome could reach α with these run counts. `digits`: decimals of the
-    means printed (0 for epochs)."""
+    means printed (`decimals_of` the column)."""
     mi, control = _finite(mi), _finite(control)
     word = "higher" if alternative == "greater" else "lower"
     rule = f"{name} {word} than {against} (exact one-sided rank-sum p < {alpha:g})"
@@ -441,13 +447,12 @@ def settings_below(finals: pd.DataFrame, setting: str, column: str = "accuracy",
 def conditions_table(finals: pd.DataFrame, by, columns, names: dict | None = None) -> pd.DataFrame:
     """A study's table for the page: a row per index of `columns`, a column per condition
     (the values of the `by` columns of `finals`, a row per run, printed as %g), each cell
-    `mean_sd_counted` over the condition's runs (whole epochs for the columns named "t50 …"
-    or "epoch …"), then the rows "runs" (their count) and "differentiated" (the share of
-    runs whose "differentiated" is true). `names` renames indices and `by` columns."""
+    `mean_sd_counted` over the condition's runs (`decimals_of` the column), then the rows
+    "runs" (their count) and "differentiated" (the share of runs whose "differentiated" is
+    true). `names` renames indices and `by` columns."""
     names, by = names or {}, [by] if isinstance(by, str) else list(by)
     groups = finals.groupby(by)
-    cells = groups[list(columns)].agg({c: partial(mean_sd_counted, digits=0 if c.startswith(("t50", "epoch")) else 3)
-                                       for c in columns})
+    cells = groups[list(columns)].agg({c: partial(mean_sd_counted, digits=decimals_of(c)) for c in columns})
     return (cells.assign(runs=groups.size(), differentiated=groups["differentiated"].mean().map("{:.0%}".format))
             .rename(columns=names).rename(index="{:g}".format)
             .rename_axis([names.get(b, b) for b in by]).T)
@@ -493,14 +498,14 @@ def sparsity_claims(finals: pd.DataFrame, lambda_mi: float, alpha: float = ALPHA
         same = finals[finals["lambda"] == lam]
         return same[same["c_l1"] == c], same[same["c_l1"] == 0.0]
 
-    rows = []
+    rows, onset = [], "epoch Q_str > 0.1"
     for c in sorted(v for v in finals["c_l1"].unique() if v > 0):
         (l1, plain), against = pair(lambda_mi, c), f"λ = {lambda_mi:g} without L1"
         claim = f"c_L1 = {c:g} with MI minimisation raises Q_str"
         rows += [versus_control(claim, "Q_str", l1["Q_str"], plain["Q_str"], alpha=alpha, against=against),
                  magnitude(claim, "Q_str", l1["Q_str"], STRUCTURAL_Q),
-                 versus_control(claim, "epoch Q_str > 0.1", l1["epoch Q_str > 0.1"],
-                                plain["epoch Q_str > 0.1"], "less", alpha, against, digits=0)]
+                 versus_control(claim, onset, l1[onset], plain[onset], "less", alpha, against,
+                                digits=decimals_of(onset))]
         (l1, plain), against = pair(0.0, c), "λ = 0 without L1"
         claim = f"c_L1 = {c:g} alone (λ = 0) creates structural modularity"
         rows += [versus_control(claim, "Q_str", l1["Q_str"], plain["Q_str"], alpha=alpha, against=against),

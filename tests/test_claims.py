@@ -1,4 +1,5 @@
 """The claim rules on hand-made runs: exact tests, decidability, Holm, verdict wording."""
+import re
 from math import comb
 
 import numpy as np
@@ -219,6 +220,7 @@ def test_sparsity_claims_compare_each_strength_with_the_same_lambda_without_l1()
     rows = claims.sparsity_claims(table, 0.1)
     assert [v.verdict for v in rows] == ["yes", "yes", "yes", "no", "no", "yes", "yes"]
     assert "than λ = 0.1 without L1" in rows[0].rule and "vs λ = 0.1 without L1" in rows[0].numbers
+    assert re.match(r"epoch Q_str > 0\.1 \d+ ± \d+ vs λ = 0\.1 without L1 \d+ ± \d+ \(", rows[2].numbers)
     three = table[table["seed"] < 3]       # 3 vs 3 cannot go below p = 0.05
     assert {v.verdict for v in claims.sparsity_claims(three, 0.1) if not np.isnan(v.p)} == {"not decidable"}
     # every run without L1 is a control, whatever its seed: 3 runs with L1 against 10 decide
