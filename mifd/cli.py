@@ -23,6 +23,14 @@ def _literal(text: str) -> Any:
         return text
 
 
+JSON_WORDS = {"true": True, "false": False, "null": None}
+
+
+def _setting_value(text: str) -> Any:
+    """A `--set` value: true/false/null as JSON spells them (any case), else `_literal`."""
+    return JSON_WORDS[text.lower()] if text.lower() in JSON_WORDS else _literal(text)
+
+
 def _nonnegative_int(text: str) -> int:
     try:
         value = int(text)
@@ -82,7 +90,7 @@ def _setting(text: str) -> tuple[str, list[Any]]:
     name, equals, values = text.partition("=")
     if not equals or not name or not values:
         raise argparse.ArgumentTypeError(f"expected section.field=VALUE[,VALUE...], got {text!r}")
-    return name, [_literal(v) for v in values.split(",")]
+    return name, [_setting_value(v) for v in values.split(",")]
 
 
 class _Parser(argparse.ArgumentParser):

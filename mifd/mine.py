@@ -52,6 +52,20 @@ def dv_bound(t_joint: torch.Tensor, t_marginal: torch.Tensor) -> torch.Tensor:
     return t_joint.mean(-1) - log_mean_exp
 
 
+TERM_NAMES = ("mi_joint_term", "mi_marginal_term", "marginal_score_max")
+
+
+def dv_terms(t_joint: torch.Tensor, t_marginal: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The parts of the Donsker–Varadhan bound, detached, each (...,) like `dv_bound`:
+    "mi_joint_term" mean(T_joint) and "mi_marginal_term" log mean(exp T_marg) (nats; Î is
+    their difference), and "marginal_score_max" the largest marginal score, the one that
+    dominates the log-mean-exp when the critic collapses (a float32 exp overflows past ≈ 88.7)."""
+    t_joint, t_marginal = t_joint.detach(), t_marginal.detach()
+    return {"mi_joint_term": t_joint.mean(-1),
+            "mi_marginal_term": torch.logsumexp(t_marginal, dim=-1) - math.log(t_marginal.shape[-1]),
+            "marginal_score_max": t_marginal.amax(-1)}
+
+
 class _RunLinear(nn.Module):
     """R independent dense layers: y[r] = x[r] @ weight[r]ᵀ + bias[r].
 
@@ -191,7 +205,7 @@ class _SharedFirstLayerDV(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, y_joint, y_marginal, perm, w_x, b_x, w_y, b_y, w_h, b_h, w_o, b_o,
-                slope, shared, workspace, keep_for_backward, low):
+                slope, shared, workspace, keep_for_backward, low, terms):
         runs, n = x.shape[:2]
         shape = (2, runs, n, w_h.shape[1])
         arrays, lease = workspace.take((shape, x.dtype, x.device, low),
@@ -217,6 +231,7 @@ class _SharedFirstLayerDV(torch.autograd.Function):
             ctx.save_for_backward(x, y_joint, y_marginal, perm, w_x, w_y, w_h, w_o)
             ctx.arrays, ctx.lease, ctx.t = arrays, lease, t
             ctx.slope, ctx.shared, ctx.low = slope, shared, low
+        terms.update(dv_terms(t[0], t[1]))
         return dv_bound(t[0], t[1])
 
     @staticmethod
@@ -276,7 +291,7 @@ class _SharedFirstLayerDV(torch.autograd.Function):
         g_x = torch.bmm(both, w_x) if needs[0] else None
         return (g_x, g_y_joint, g_y_marginal, None, g_w_x, g_b if needs[5] else None, g_w_y,
                 g_b.clone() if needs[7] else None, g_w_h, g_b_h, g_w_o, g_b_o,
-                None, None, None, None, None)
+                None, None, None, None, None, None)
 
 
 class Draw(NamedTuple):
@@ -339,6 +354,7 @@ class MineEstimator(nn.Module):
         self.cfg = cfg
         self.statistics = StatisticsNetwork(dim_x, dim_y, cfg, generators=generators)
         self._workspace = Workspace()
+        self.last_terms: dict[str, torch.Tensor] = {}  # `dv_terms` of the latest `estimate`
 
     def draw(self, g1: torch.Tensor, g2: torch.Tensor,
              generators: Sequence[torch.Generator] | torch.Generator) -> Draw:
@@ -386,7 +402,8 @@ class MineEstimator(nn.Module):
         return x, y_joint, y_marginal
 
     def estimate(self, draw: Draw) -> torch.Tensor:
-        """Î in nats, (R,), for a given draw, with the first layer shared."""
+        """Î in nats, (R,), for a given draw, with the first layer shared; the bound's terms
+        (`dv_terms`, (R,) each) are left in `last_terms`."""
         x, y_joint, y_marginal = self._inputs(draw)
         t = self.statistics
         params = (t.dense_x.weight, t.dense_x.bias, t.dense_y.weight, t.dense_y.bias,
@@ -397,7 +414,7 @@ class MineEstimator(nn.Module):
         low = None if self.cfg.precision == "float32" else PRECISIONS[self.cfg.precision]
         return _SharedFirstLayerDV.apply(
             x, y_joint, y_marginal, draw.perm, *params, t.negative_slope,
-            y_marginal is y_joint, self._workspace, keep, low)
+            y_marginal is y_joint, self._workspace, keep, low, self.last_terms)
 
     def reference(self, draw: Draw) -> torch.Tensor:
         """Î (R,) as SPEC §4.2 states it: T(x̃, ỹ) and T(x̃, y_π), nothing shared (for tests)."""

@@ -74,6 +74,8 @@ class CohortState:
     members: list[Member]
     epoch: int = 0
     data: dict[str, Any] = field(default_factory=dict)
+    cohort: dict[str, Any] = field(default_factory=dict)  # `store.cohort_statement` of the
+    # runs that started training together (runs that fail later leave `members`, not this)
 
     @property
     def config(self) -> RunConfig:
@@ -275,6 +277,7 @@ def _checkpoint(state: CohortState) -> dict[str, Any]:
         "estimator": state.estimator.state_dict(),
         "model_opt": state.model_opt.state_dict(),
         "critic_opt": state.critic_opt.state_dict(),
+        "cohort": state.cohort,
         "members": [{
             "config_hash": m.config.config_hash(), "seed": m.seed,
             "generator": m.generator.get_state(), "rng": m.rng.bit_generator.state,
@@ -307,6 +310,10 @@ def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
 def restore(state: CohortState, data: dict[str, Any]) -> None:
     """Load checkpoint `data` into `state`, a fresh cohort of exactly its runs."""
     state.epoch = data["epoch"]
+    state.cohort = data.get("cohort") or {  # a checkpoint written before cohorts were named
+        **store.cohort_statement([m.config for m in state.members],
+                                 [m.seed for m in state.members]),
+        "note": "read from a checkpoint that did not name its cohort: its runs at that time"}
     state.model.load_state_dict(data["model"])
     state.estimator.load_state_dict(data["estimator"])
     state.model_opt.load_state_dict(data["model_opt"])
@@ -413,6 +420,7 @@ def train_cohort(
             state.members = []
     else:
         state = loop.init([configs[i] for i in todo], [seeds[i] for i in todo], device)
+        state.cohort = store.cohort_statement([configs[i] for i in todo], [seeds[i] for i in todo])
         commit = store.git_commit()
         since = _clock()
         loop.pretrain(state)
@@ -475,7 +483,8 @@ def train_cohort(
                                  else {"train_cpu_seconds": member.cpu_seconds}),
                               "device": str(state.device), **gpu_name(state.device),
                               "sittings": member.sittings,
-                              "cohort_runs": len(configs)}),
+                              "cohort": state.cohort,
+                              "cohort_runs": len(state.cohort["members"])}),
             root,
         )
     for member in state.members:

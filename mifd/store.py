@@ -66,13 +66,26 @@ def run_dir(config: RunConfig, seed: int, root: Path | None = None) -> Path:
     return base / config.task_name / config.config_hash() / f"seed-{seed}"
 
 
+def cohort_id(configs, seeds) -> str:
+    """12 hex digits naming the cohort of runs (configs[i], seeds[i]), in that order."""
+    runs = [[c.config_hash(), int(s)] for c, s in zip(configs, seeds)]
+    return hashlib.sha256(json.dumps(runs).encode()).hexdigest()[:12]
+
+
+def cohort_statement(configs, seeds) -> dict[str, Any]:
+    """What a record says of the cohort it trained in: {"id": `cohort_id`, "members":
+    [{"task", "config_hash", "seed"}, …] in run-axis order}. Training in another cohort
+    gives the same distribution of runs but not the same trajectory (see the README)."""
+    return {"id": cohort_id(configs, seeds),
+            "members": [{"task": c.task_name, "config_hash": c.config_hash(), "seed": int(s)}
+                        for c, s in zip(configs, seeds)]}
+
+
 def cohort_checkpoint(configs, seeds, root: Path | None = None) -> Path:
     """The checkpoint of the cohort of runs (configs[i], seeds[i]), in that order:
-    <results>/<task>/cohorts/<12 hex digits naming the runs>/checkpoint.pt."""
+    <results>/<task>/cohorts/<cohort_id>/checkpoint.pt."""
     base = RESULTS if root is None else Path(root)
-    runs = [[c.config_hash(), int(s)] for c, s in zip(configs, seeds)]
-    key = hashlib.sha256(json.dumps(runs).encode()).hexdigest()[:12]
-    return base / configs[0].task_name / "cohorts" / key / CHECKPOINT
+    return base / configs[0].task_name / "cohorts" / cohort_id(configs, seeds) / CHECKPOINT
 
 
 def remove_empty_dirs(directory: Path) -> None:

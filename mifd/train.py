@@ -25,7 +25,7 @@ import torch
 
 from . import store
 from .config import RunConfig
-from .mine import critic_step, make_critic_optimizer
+from .mine import TERM_NAMES, critic_step, make_critic_optimizer
 from .models import LeakyRNN, split_groups
 from .optim import clip_per_tensor_norm, make_optimizer
 from .runs import (CohortState, Loop, Outcome, build_networks, draw_normal, l1_penalty,
@@ -34,7 +34,7 @@ from .tasks import cohort_onsets, wm_signals
 
 HISTORY_KEYS = (
     "mse", "accuracy", "accuracy_bit1", "accuracy_bit2", "mi_before", "mi_after", "l2",
-    "l1", "loss", "grad_norm",
+    "l1", "loss", "grad_norm", *TERM_NAMES,
 )
 
 
@@ -167,11 +167,17 @@ def pretrain(state: CohortState) -> None:
 
 def epoch(state: CohortState) -> list[dict[str, float]]:
     """One epoch: `n_sm_steps` SM steps, then one MM step; returns each run's logged values,
-    with "mi_before" the Î of the last SM step before its update."""
+    with "mi_before" the Î of the last SM step before its update and the bound's terms on
+    that step (`mine.dv_terms`: "mi_joint_term" − "mi_marginal_term" = "mi_before", and
+    "marginal_score_max")."""
     mi_values = critic_phase(state, state.config.training.n_sm_steps, x0_normal=False)
+    runs = len(state.members)
+    terms = ({k: v.cpu().tolist() for k, v in state.estimator.last_terms.items()}
+             if len(mi_values) else {k: [float("nan")] * runs for k in TERM_NAMES})
     logged = model_phase_step(state)
     for r, values in enumerate(logged):
         values["mi_before"] = float(mi_values[-1, r]) if len(mi_values) else float("nan")
+        values.update({k: terms[k][r] for k in TERM_NAMES})
     return logged
 
 

@@ -326,3 +326,33 @@ def test_legacy_bias_restore_runs_every_snapshot_with_the_final_biases(uninterru
     by_hand = evaluate.replay_wm(uninterrupted.config, first, 0)
     assert np.isclose(legacy["Q_corr"].iloc[0], analysis.wm_indices(
         first, by_hand.x, by_hand.targets, uninterrupted.config.task.n_transient)["Q_corr"])
+
+
+def test_the_bound_s_terms_are_logged_and_their_difference_is_the_estimate(alone):
+    for record in alone:
+        h = record.history
+        np.testing.assert_allclose(h["mi_joint_term"] - h["mi_marginal_term"], h["mi_before"],
+                                   rtol=1e-5, atol=1e-5)
+        # the largest marginal score bounds the log-mean-exp from above
+        assert (h["marginal_score_max"] >= h["mi_marginal_term"] - 1e-6).all()
+
+
+def test_a_record_names_its_cohort_in_run_axis_order(tmp_path):
+    configs, seeds = zip(*COHORT)
+    records = train.train_wm_cohort(configs, seeds, root=tmp_path, progress=False,
+                                    device=DEVICE)
+    statement = records[2].provenance["cohort"]
+    assert [(m["config_hash"], m["seed"]) for m in statement["members"]] == [
+        (c.config_hash(), s) for c, s in COHORT]
+    assert statement["id"] == store.cohort_checkpoint(configs, seeds, tmp_path).parent.name
+    alone_record = train.train_wm(*COHORT[0], root=tmp_path / "alone", progress=False,
+                                  device=DEVICE)
+    assert [m["seed"] for m in alone_record.provenance["cohort"]["members"]] == [7]
+
+
+def test_set_takes_true_and_false_as_json_spells_them(tmp_path):
+    code = main(["train", "wm", "--profile", "smoke", "--seed", "3", "--epochs", "1", "--quiet",
+                 "--set", "estimator.noise_asymmetric=false", "--results", str(tmp_path)])
+    assert code == 0
+    record = store.load_record(next(tmp_path.glob("wm/*/seed-3")))
+    assert record.config.estimator.noise_asymmetric is False
