@@ -1,6 +1,8 @@
 """Analyses on arrays: numbers in, numbers out; no training and no torch here."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -404,6 +406,29 @@ def estimates_below_zero(records: dict[str, list], split: int = LATE_START) -> p
                          "before": float(np.mean(early < 0)) if early.size else np.nan,
                          "after": float(np.mean(late < 0)) if late.size else np.nan})
     return pd.DataFrame(rows)
+
+
+COLLAPSE_NATS = -1.0   # a DV estimate below this is a collapse: no working critic gives it
+COLLAPSE_WINDOW = 100  # epochs per share in `collapses`
+
+
+def collapses(mi: np.ndarray, threshold: float = COLLAPSE_NATS, window: int = COLLAPSE_WINDOW,
+              start: int = LATE_START) -> dict[str, Any]:
+    """Where a run's per-epoch training estimate Î (nats, (E,), e.g. history "mi_before")
+    collapses, i.e. falls below `threshold`.
+
+    Returns "count" (epochs in all), "late_share" (the share of epochs `start`+1…E; NaN when
+    there are none), "shares" (the share in each window of `window` epochs, (ceil(E/window),)),
+    "first" (the first collapsed epoch, 1-based, or None) and "minimum" (the lowest Î; −inf
+    where an estimate overflowed). Non-finite estimates count as collapsed."""
+    mi = np.asarray(mi, float)
+    low = ~(mi >= threshold)
+    late = low[start:]
+    return {"count": int(low.sum()),
+            "late_share": float(late.mean()) if late.size else float("nan"),
+            "shares": window_values(low, window, np.mean),
+            "first": int(np.argmax(low)) + 1 if low.any() else None,
+            "minimum": float(np.nanmin(mi)) if np.isfinite(mi).any() else float("-inf")}
 
 
 def late_q_corr(course: dict, start: int = LATE_START) -> float:

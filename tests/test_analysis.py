@@ -193,3 +193,14 @@ def test_estimates_below_zero_counts_each_span_of_each_run():
     assert row["before"] == 0.25 and row["after"] == 1.0  # 0.0 is not below zero
     short = analysis.estimates_below_zero({"c": [run]}, split=10).iloc[0]
     assert short["before"] == 3 / 6 and np.isnan(short["after"])
+
+
+def test_collapses_count_estimates_below_the_threshold_per_window_and_late():
+    mi = np.full(1000, 0.5)
+    mi[[10, 600, 601]] = [-2.0, -50.0, float("-inf")]
+    found = analysis.collapses(mi)
+    assert found["count"] == 3 and found["first"] == 11 and found["minimum"] == float("-inf")
+    assert found["late_share"] == pytest.approx(2 / 500)
+    assert found["shares"].shape == (10,) and found["shares"][6] == pytest.approx(0.02)
+    assert analysis.collapses(np.full(10, -0.5))["count"] == 0  # above −1 nats: not a collapse
+    assert np.isnan(analysis.collapses(np.zeros(100))["late_share"])  # no epoch after 500

@@ -277,3 +277,9 @@ def test_conditions_table_prints_one_column_per_condition_and_whole_epochs():
     assert list(two.columns) == [("0", "0"), ("0", "0.0001"), ("0.1", "0"), ("0.1", "0.001")]
     assert two.columns.names == ["lambda", "c_l1"] and table.columns.name == "lambda"
     assert claims.conditions_table(finals, "lambda", ["accuracy"], {"lambda": "λ"}).columns.name == "λ"
+
+
+def test_critic_pilot_keeps_the_variant_only_when_every_run_stays_below_the_share():
+    assert claims.critic_pilot([0.0, 0.02, 0.05]).verdict == "yes"
+    assert claims.critic_pilot([0.0, 0.02, 0.3]).verdict == "no"
+    assert claims.critic_pilot([]).verdict == "not decidable"
