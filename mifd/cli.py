@@ -156,12 +156,14 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
 
     verify = commands.add_parser(
-        "verify", help="re-train the first epochs of a stored record and compare (exit 1 if "
-        "they differ)")
+        "verify", help="re-train the first epochs of a stored record's cohort (every run it "
+        "trained with, in order) and compare (exit 1 if they differ)")
     verify.add_argument("path", type=Path, help="a record directory, e.g. "
                         "results/wm/<config hash>/seed-1001")
     verify.add_argument("--epochs", type=_positive_int, default=2,
                         help="epochs to re-train (default: 2)")
+    verify.add_argument("--alone", action="store_true",
+                        help="re-train the record by itself, not in its cohort")
     return parser
 
 
@@ -215,7 +217,7 @@ def _verify(args: argparse.Namespace) -> int:
 
     if not (args.path / "manifest.json").exists():
         raise ValueError(f"{args.path} is not a complete record (no manifest.json)")
-    result = verify(args.path, args.epochs)  # a RecordError is a ValueError: one line, exit 2
+    result = verify(args.path, args.epochs, alone=args.alone)  # a RecordError is a ValueError: one line, exit 2
     print(report(result))
     return 0 if result["identical"] else 1
 

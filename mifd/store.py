@@ -24,6 +24,7 @@ import platform
 import subprocess
 import tempfile
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -185,8 +186,30 @@ def verify(directory: Path) -> None:
 LEGACY_NAMES = {"Q_cor": "Q_corr", "D_cor": "D_corr"}
 
 
+RECOVERED_COHORTS = "recovered_cohorts.json"
+
+
+@lru_cache(maxsize=8)
+def _recovered_cohorts(path: Path, mtime: float) -> dict[str, Any]:
+    return json.loads(path.read_text())["records"]
+
+
+def recovered_cohort(directory: Path) -> dict[str, Any] | None:
+    """The cohort of a record stored before records named their own, from the results
+    folder's `recovered_cohorts.json` (keyed "<task>/<hash>/seed-<seed>"; "recovered" says
+    how it is known), or None."""
+    directory = Path(directory)
+    index = directory.parents[2] / RECOVERED_COHORTS if len(directory.parents) > 2 else None
+    if index is None or not index.exists():
+        return None
+    key = "/".join(directory.parts[-3:])
+    return _recovered_cohorts(index, index.stat().st_mtime).get(key)
+
+
 def load_record(directory: Path) -> RunRecord:
-    """Load a verified record (raises RecordError if incomplete or altered)."""
+    """Load a verified record (raises RecordError if incomplete or altered). A record that
+    does not name its cohort gets its `recovered_cohort`, where there is one, as
+    provenance["cohort"]."""
     directory = Path(directory)
     verify(directory)
     meta = json.loads((directory / "config.json").read_text())
@@ -195,13 +218,18 @@ def load_record(directory: Path) -> RunRecord:
     with np.load(directory / "snapshots.npz") as data:
         snapshots = {k: data[k] for k in data.files if k != "epoch"}
         epochs = data["epoch"]
+    provenance = json.loads((directory / "provenance.json").read_text())
+    if "cohort" not in provenance:
+        recovered = recovered_cohort(directory)
+        if recovered is not None:
+            provenance["cohort"] = recovered
     return RunRecord(
         config=RunConfig.from_dict(meta["config"]),
         seed=int(meta["seed"]),
         history=history,
         snapshots=snapshots,
         snapshot_epochs=epochs,
-        provenance=json.loads((directory / "provenance.json").read_text()),
+        provenance=provenance,
         path=directory,
     )
 

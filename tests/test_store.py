@@ -1,13 +1,14 @@
 """Run records: atomic, complete only with their manifest, altered files detected."""
+import hashlib
 import json
 
 import numpy as np
 import pytest
 
-from mifd import store
+from mifd import store, train
 from mifd.config import profile
 
-CONFIG = profile("smoke", "wm")
+CONFIG = SMOKE = profile("smoke", "wm")
 
 
 def _save(root, seed=1):
@@ -86,3 +87,35 @@ def test_git_commit_outside_git_names_the_copied_commit_or_unknown(tmp_path, mon
     assert store.git_commit(tmp_path) == "unknown"
     monkeypatch.setenv("MIFD_GIT_COMMIT", "0123abc")
     assert store.git_commit(tmp_path) == "0123abc"
+
+
+def test_every_stored_training_record_names_its_cohort():
+    """Records trained since #39 name their cohort; older ones have it recovered (or, where
+    nobody knows it, an entry that says so) in results/recovered_cohorts.json."""
+    directories = [p.parent for p in store.RESULTS.glob("*/*/seed-*/manifest.json")]
+    assert directories
+    for directory in directories:
+        cohort = store.load_record(directory).provenance.get("cohort")
+        assert cohort is not None, directory
+        if cohort["members"] is not None:
+            here = {"task": directory.parts[-3], "config_hash": directory.parts[-2],
+                    "seed": int(directory.name.removeprefix("seed-"))}
+            assert here in cohort["members"], directory
+            runs = [(m["config_hash"], m["seed"]) for m in cohort["members"]]
+            assert cohort["id"] == hashlib.sha256(json.dumps(
+                [[h, s] for h, s in runs]).encode()).hexdigest()[:12]
+
+
+def test_a_recovered_cohort_is_read_only_where_the_record_does_not_name_one(tmp_path):
+    record = train.train_wm(SMOKE, 4, root=tmp_path, progress=False)
+    key = "/".join(record.path.parts[-3:])
+    entry = {"id": None, "members": None, "recovered": "unknown: a test"}
+    (tmp_path / store.RECOVERED_COHORTS).write_text(json.dumps({"records": {key: entry}}))
+    assert store.load_record(record.path).provenance["cohort"]["members"][0]["seed"] == 4
+    provenance = json.loads((record.path / "provenance.json").read_text())
+    del provenance["cohort"]
+    (record.path / "provenance.json").write_text(json.dumps(provenance))
+    manifest = json.loads((record.path / "manifest.json").read_text())
+    manifest["provenance.json"] = hashlib.sha256((record.path / "provenance.json").read_bytes()).hexdigest()
+    (record.path / "manifest.json").write_text(json.dumps(manifest))
+    assert store.load_record(record.path).provenance["cohort"] == entry

@@ -26,7 +26,8 @@ def test_a_record_verifies_bit_for_bit_on_the_machine_that_made_it(tmp_path, cap
     assert result["identical"] and result["same_cpu"] is True
     assert main(["verify", str(record.path), "--epochs", "2"]) == 0
     out = capsys.readouterr().out
-    assert "bit-identical over the first 2 epochs" in out and "this processor is the record's" in out
+    assert "bit-identical over the first 2 epochs (re-trained alone)" in out
+    assert "processor, threads, commit and cohort are the record's" in out
 
 
 def test_verify_refuses_what_is_not_a_record(tmp_path, capsys):
@@ -35,3 +36,41 @@ def test_verify_refuses_what_is_not_a_record(tmp_path, capsys):
     record = train.train_wm(SMOKE, 3, root=tmp_path, progress=False)
     assert main(["verify", str(record.path), "--epochs", "999"]) == 2
     assert "--epochs must lie in" in capsys.readouterr().err
+
+
+def test_a_cohort_record_verifies_bit_for_bit_in_its_cohort_and_alone_says_what_differs(
+        tmp_path, capsys):
+    configs = [SMOKE.replace(**{"training.lambda_mi": lam}) for lam in (0.1, 0.0)]
+    records = train.train_wm_cohort(configs, [5, 5], root=tmp_path, progress=False)
+    target = records[1]
+    result = verify.verify(target.path, epochs=2)
+    assert result["identical"] and result["retrained"] == "cohort"
+    assert main(["verify", str(target.path), "--epochs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "re-trained in its cohort of 2 runs" in out
+    assert "processor, threads, commit and cohort are the record's" in out
+    alone = verify.verify(target.path, epochs=2, alone=True)
+    lines = verify.report(alone)
+    assert "re-trained alone" in lines and "cohort: the record trained in a cohort of 2" in lines
+    if not alone["identical"]:  # whatever it measured, it prints per key, never a guess
+        assert all(f"  {key}:" in lines for key in alone["per_key"])
+
+
+def test_verify_names_the_missing_member_and_offers_alone(tmp_path, capsys):
+    import shutil
+
+    configs = [SMOKE.replace(**{"training.lambda_mi": lam}) for lam in (0.1, 0.0)]
+    records = train.train_wm_cohort(configs, [5, 5], root=tmp_path, progress=False)
+    shutil.rmtree(records[0].path)
+    assert main(["verify", str(records[1].path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--alone" in err
+    assert main(["verify", str(records[1].path), "--alone"]) in (0, 1)
+
+
+def test_a_changed_thread_count_is_named(tmp_path):
+    record = train.train_wm(SMOKE, 3, root=tmp_path, progress=False)
+    result = verify.verify(record.path, epochs=1)
+    assert not verify.differences(result)
+    result["record_threads"] = result["this_threads"] + 1
+    assert any(d.startswith("threads:") for d in verify.differences(result))
