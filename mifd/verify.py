@@ -161,3 +161,30 @@ def report(result: dict[str, Any]) -> str:
 def describe_cpu(cpu: dict[str, Any]) -> str:
     return (f"{store.cpu_name(cpu)}, "
             f"{' '.join(cpu['vector_extensions']) or 'no AVX'}, torch {cpu['torch_capability']}")
+
+
+def cohort_departure(configs: list[RunConfig], seeds: list[int], epochs: int,
+                     root: Path) -> list[dict[str, Any]]:
+    """How far the runs (configs[i], seeds[i]) trained as one cohort depart from the same runs
+    trained alone, over their first `epochs` epochs: one row per run and history key, with
+    "first_differing_epoch" (1-based, None when identical), the largest relative difference
+    over the epochs ("largest") and at the last epoch ("at_end"). Trains into `root`."""
+    from .runs import train_cohort
+    from .sweep import LOOPS
+
+    short = [c.replace(**{"training.epochs": epochs}) for c in configs]
+    loop = LOOPS[short[0].task_name]
+    together = train_cohort(loop, short, seeds, root=Path(root) / "cohort", progress=False)
+    rows = []
+    for i, (config, seed) in enumerate(zip(short, seeds)):
+        alone, = train_cohort(loop, [config], [seed], root=Path(root) / f"alone-{i}",
+                              progress=False)
+        a, b = together[i].history, alone.history
+        for key in sorted(set(a) & set(b)):
+            found = compare_histories({key: a[key]}, {key: b[key]}, epochs)
+            end = compare_histories({key: a[key][-1:]}, {key: b[key][-1:]}, 1)
+            rows.append({"lambda_mi": config.training.lambda_mi, "seed": seed, "key": key,
+                         "first_differing_epoch": found["first_differing_epoch"],
+                         "largest": found["largest_relative_difference"],
+                         "at_end": end["largest_relative_difference"]})
+    return rows

@@ -74,3 +74,9 @@ def test_a_changed_thread_count_is_named(tmp_path):
     assert not verify.differences(result)
     result["record_threads"] = result["this_threads"] + 1
     assert any(d.startswith("threads:") for d in verify.differences(result))
+
+
+def test_cohort_departure_is_zero_for_a_cohort_of_one_and_names_every_key(tmp_path):
+    rows = verify.cohort_departure([SMOKE], [2], epochs=2, root=tmp_path)
+    assert {r["key"] for r in rows} >= {"loss", "mi_before", "accuracy"}
+    assert all(r["largest"] == 0 and r["first_differing_epoch"] is None for r in rows)
