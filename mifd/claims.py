@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 from functools import partial
-from itertools import combinations, product
+from itertools import chain, combinations, permutations, product
 from math import comb, factorial
 from typing import Any
 
@@ -116,6 +116,35 @@ def spearman_p(x, y, alternative: str = "two-sided", permutations: int = 20_000,
         sign = _sign(alternative)
         hits = sign * null >= sign * rho - 1e-12
     return rho, float((1 + hits.sum()) / (permutations + 1))
+
+
+PERMUTATION_LIMIT = 4_000_000  # pairings an exact Spearman test enumerates (10! = 3 628 800)
+
+
+def spearman_exact_p(x, y, alternative: str = "two-sided") -> tuple[float, float]:
+    """Spearman's ρ of y against x (mid-ranks, pairs with a NaN dropped) and its exact
+    p-value over all n! pairings of the y values, so the verdict does not depend on a
+    permutation seed; ValueError beyond `PERMUTATION_LIMIT` pairings (n > 10). "greater",
+    "less" or "two-sided" as `spearman_p`. Returns (ρ, p), NaN for fewer than three pairs or a
+    constant variable."""
+    x, y = _finite_pairs(x, y)
+    n = x.size
+    if n < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan"), float("nan")
+    if factorial(n) > PERMUTATION_LIMIT:
+        raise ValueError(f"an exact Spearman test of {n} pairs enumerates {factorial(n)} "
+                         f"pairings (more than {PERMUTATION_LIMIT})")
+    rx, ry = _unit_centred(rankdata(x)), _unit_centred(rankdata(y))
+    rho = float(rx @ ry)
+    order = np.fromiter(chain.from_iterable(permutations(range(n))), dtype=np.int8,
+                        count=n * factorial(n)).reshape(-1, n)
+    null = np.concatenate([ry[part] @ rx for part in np.array_split(order, max(1, order.size // 2**22))])
+    if alternative == "two-sided":
+        hits = np.abs(null) >= abs(rho) - 1e-12
+    else:
+        sign = _sign(alternative)
+        hits = sign * null >= sign * rho - 1e-12
+    return rho, float(hits.mean())
 
 
 def _finite_pairs(x, y) -> tuple[np.ndarray, np.ndarray]:
@@ -432,25 +461,6 @@ def separation_claims(mi: pd.DataFrame, control: pd.DataFrame, lags: pd.DataFram
 
 # --- chapter 6: beyond the paper ----------------------------------------------------------
 
-# --- the critic (#35): is the symmetric-noise critic well behaved? ---------------------------
-
-# Stated before the pilot ran (3 seeds, λ = 0.1, `book`, 1000 epochs, symmetric noise): the
-# variant is kept without a bounded one when every pilot run's training estimate collapses
-# (`analysis.collapses`: Î < −1 nats) in at most this share of epochs 501–1000. The stored
-# asymmetric λ = 0.1 runs collapse in 20–35 % of those epochs, their controls in 5–15 %.
-CRITIC_PILOT_SHARE = 0.05
-
-
-def critic_pilot(late_shares, limit: float = CRITIC_PILOT_SHARE) -> Verdict:
-    """Yes when every run's late collapse share (one per pilot run) is at most `limit`."""
-    v = _finite(late_shares)
-    ok = bool(v.size) and bool((v <= limit).all())
-    return Verdict("the critic no longer collapses",
-                   f"every run's share of epochs 501–1000 with Î < −1 nats ≤ {limit:g}",
-                   "yes" if ok else "no" if v.size else "not decidable",
-                   "shares " + ", ".join(f"{x:.2f}" for x in v) + f" ({_runs(v.size)})")
-
-
 DOSE_INDICES = ("accuracy", "mi", "Q_corr", "Q_str", "D_corr", "D_in", "D_out", "t50 Q_corr", "t50 Q_str")
 NAMES = {"mi": "Î"}   # column → the name the tables print
 
@@ -534,3 +544,67 @@ def sparsity_claims(finals: pd.DataFrame, lambda_mi: float, alpha: float = ALPHA
         rows.append(versus_control(f"c_L1 = {c:g} alone (λ = 0) sparsens W_rec", "near-zero share",
                                    l1["near-zero"], plain["near-zero"], alpha=alpha, against=against))
     return rows
+
+
+# --- the critic (#35): is the symmetric-noise critic well behaved? ---------------------------
+
+# Stated before the pilot ran (3 seeds, λ = 0.1, `book`, 1000 epochs, symmetric noise): the
+# variant is kept without a bounded one when every pilot run's training estimate collapses
+# (`analysis.collapses`: Î < −1 nats) in at most this share of epochs 501–1000. The stored
+# asymmetric λ = 0.1 runs collapse in 20–35 % of those epochs, their controls in 5–15 %.
+CRITIC_PILOT_SHARE = 0.05
+
+
+def critic_pilot(late_shares, limit: float = CRITIC_PILOT_SHARE) -> Verdict:
+    """Yes when every run's late collapse share (one per pilot run) is at most `limit`."""
+    v = _finite(late_shares)
+    ok = bool(v.size) and bool((v <= limit).all())
+    return Verdict("the critic no longer collapses",
+                   f"every run's share of epochs 501–1000 with Î < −1 nats ≤ {limit:g}",
+                   "yes" if ok else "no" if v.size else "not decidable",
+                   "shares " + ", ".join(f"{x:.2f}" for x in v) + f" ({_runs(v.size)})")
+
+
+def relation(claim: str, x_name: str, y_name: str, x, y, alpha: float = ALPHA) -> Verdict:
+    """Yes when `y` rises or falls with `x` across runs (one value each): Spearman's ρ with
+    its exact two-sided p (`spearman_exact_p`), p < α; not decidable when no pairing of these
+    runs could reach α."""
+    rho, p = spearman_exact_p(x, y)
+    n = _finite_pairs(x, y)[0].size
+    decidable = n >= 3 and min_p_spearman(np.arange(n)) < alpha
+    return Verdict(claim, f"{y_name} changes with {x_name} (Spearman, exact two-sided p < {alpha:g})",
+                   _word(p < alpha, decidable), f"ρ = {rho:.2f} over {_runs(n)}, p = {p:.2g}", p)
+
+
+# --- the guard: the book's conclusions, as committed (#39) --------------------------------
+
+GUARD_COLUMNS = ("source", "claim", "rule", "verdict", "numbers")
+
+
+def guard_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Every rule of every source ({source name: a `table` of verdicts}) with its verdict and
+    its numbers as the results page prints them: the table CI compares with the committed
+    expectation (`guard_differences`)."""
+    rows = [{"source": source, **{c: row[c] for c in GUARD_COLUMNS[1:]}}
+            for source, verdicts in tables.items() for _, row in verdicts.iterrows()]
+    return pd.DataFrame(rows, columns=list(GUARD_COLUMNS))
+
+
+def guard_differences(expected: pd.DataFrame, found: pd.DataFrame) -> list[str]:
+    """What moved between the committed guard table and the one just computed, a line per
+    rule (keyed by source, claim and rule): a verdict or its numbers changed, a rule that
+    is gone or new. Empty when the book concludes what was committed."""
+    def keyed(table: pd.DataFrame) -> dict[tuple, dict]:
+        return {(r["source"], r["claim"], r["rule"]): r
+                for r in table.fillna("").astype(str).to_dict("records")}
+
+    old, new = keyed(expected), keyed(found)
+    lines = [f"gone: {' | '.join(key)}" for key in old if key not in new]
+    lines += [f"new: {' | '.join(key)} → {new[key]['verdict']} ({new[key]['numbers']})"
+              for key in new if key not in old]
+    for key in old.keys() & new.keys():
+        for column in ("verdict", "numbers"):
+            if old[key][column] != new[key][column]:
+                lines.append(f"{column} moved: {' | '.join(key)}: {old[key][column]!r} → "
+                             f"{new[key][column]!r}")
+    return sorted(lines)

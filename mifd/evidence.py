@@ -355,3 +355,98 @@ def separation_verdicts(finals: pd.DataFrame, courses: pd.DataFrame, mi_label: s
     return claims.table(claims.separation_claims(
         finals[finals["condition"] == mi_label], finals[finals["condition"] == control_label],
         separation_lags(courses)["Q_corr → Q_str"]))
+
+
+# --- the results page ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Source:
+    """One column of the results page: its verdicts (a `claims.table`), the runs in words,
+    the chapter section that decides them, and the records ({label: [RunRecord, …]})."""
+
+    verdicts: pd.DataFrame
+    runs: str
+    link: str
+    records: dict[str, list]
+
+
+def runs_text(records: dict[str, list]) -> str:
+    """"10 runs at λ = 0.1, 10 controls": the runs of {MI label: runs, control label: runs}."""
+    (mi_label, mi), (_, control) = records.items()
+    return (f"{len(mi)} run{'s' * (len(mi) > 1)} at {mi_label}, "
+            f"{len(control)} control{'s' * (len(control) > 1)}")
+
+
+def results_sources(wm_profile: str, wm_seeds, wm_lambda: float, paper_seeds,
+                    separation_profile: str, separation_seeds, separation_lambda: float,
+                    results_dir=None, train_missing: bool = False, analysis_seed: int = 0
+                    ) -> dict[str, Source]:
+    """The results page's columns, {name: Source}: working memory at `wm_profile`, at `paper`
+    where both conditions of some of `paper_seeds` are stored, and separation."""
+    def collect(conditions, seeds):
+        return {label: sweep.collect(config, seeds, results_dir, train_missing, progress=False)
+                for label, config in conditions.items()}
+
+    sources = {}
+    wm_records = collect(sweep.conditions("wm", wm_profile, wm_lambda), wm_seeds)
+    sources[f"working memory, {wm_profile}"] = Source(
+        wm_evidence(wm_records, analysis_seed).verdicts, runs_text(wm_records),
+        "04_functional_structural.html#the-paper-s-claims-one-by-one", wm_records)
+    paper_stored = {label: {s: r for s in paper_seeds
+                            if (r := store.find_record(config, s, results_dir)) is not None}
+                    for label, config in sweep.conditions("wm", "paper", wm_lambda).items()}
+    paper_both = sorted(set.intersection(*(set(runs) for runs in paper_stored.values())))
+    if paper_both:
+        paper_records = {label: [runs[s] for s in paper_both] for label, runs in paper_stored.items()}
+        sources["working memory, paper"] = Source(
+            wm_evidence(paper_records, analysis_seed).verdicts, runs_text(paper_records),
+            "04_functional_structural.html#paper-profile-beside-the-book-profile", paper_records)
+    conditions = sweep.conditions("separation", separation_profile, separation_lambda)
+    records = collect(conditions, separation_seeds)
+    mi_label, control_label = conditions
+    verdicts = separation_verdicts(separation_finals(records),
+                                   separation_courses(records[mi_label]), mi_label, control_label)
+    sources[f"separation, {separation_profile}"] = Source(
+        verdicts, runs_text(records), "05_separation.html#final-values-and-the-paper-s-claims",
+        records)
+    return sources
+
+
+# --- the critic's collapses (#35) ----------------------------------------------------------
+
+ACCURACY_TAIL = 50  # epochs whose mean accuracy is a run's end-of-training accuracy here
+
+
+def collapse_table(records: dict[str, list], finals: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per run of {label: runs}: where its training estimate collapses
+    (`analysis.collapses` of "mi_before": "collapses", "late share" of epochs 501–E, "first
+    collapse", "lowest Î"), its mean accuracy over the last `ACCURACY_TAIL` epochs, and, from
+    `finals` (`wm_finals`: "condition", "seed", "D_corr") where given, its final D_corr."""
+    rows = []
+    for label, runs in records.items():
+        for r in runs:
+            found = analysis.collapses(r.history["mi_before"])
+            rows.append({"condition": label, "seed": r.seed, "collapses": found["count"],
+                         "late share": found["late_share"], "first collapse": found["first"],
+                         "lowest Î": found["minimum"],
+                         f"accuracy, last {ACCURACY_TAIL}": float(
+                             np.mean(r.history["accuracy"][-ACCURACY_TAIL:]))})
+    table = pd.DataFrame(rows)
+    if finals is not None:
+        table = table.merge(finals[["condition", "seed", "D_corr"]], on=["condition", "seed"])
+    return table
+
+
+def collapse_shares(records: dict[str, list]) -> dict[str, np.ndarray]:
+    """{label: (runs, windows) share of each window of `analysis.COLLAPSE_WINDOW` epochs in
+    which the run's training Î collapsed}."""
+    return {label: np.stack([analysis.collapses(r.history["mi_before"])["shares"] for r in runs])
+            for label, runs in records.items()}
+
+
+def stored_records(task: str, results_dir=None) -> list:
+    """Every complete record of `task` under `results_dir` (default: the repository's results/)."""
+    from pathlib import Path
+
+    root = store.RESULTS if results_dir is None else Path(results_dir)
+    return [store.load_record(p.parent) for p in sorted(root.glob(f"{task}/*/seed-*/{store.MANIFEST}"))]

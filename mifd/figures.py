@@ -168,6 +168,38 @@ def learning_curves(curves: dict[str, dict[str, np.ndarray]], ylabels: dict[str,
     return fig
 
 
+def critic_collapses(estimates: dict[str, np.ndarray], shares: dict[str, np.ndarray],
+                     threshold: float, window: int) -> Figure:
+    """Where the training critic collapses, per condition (the first drawn on top).
+
+    estimates: {condition: (runs, epochs) training Î in nats}; shares: {condition: (runs,
+    windows) share of each window of `window` epochs with Î below `threshold` nats}. Left:
+    the median Î over the runs at each epoch (a collapse in one run does not drag it off the
+    axis), the threshold dashed; right: the collapse share per window, each run thin and the
+    mean thick.
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(COLUMN, 3.0))
+    legend = {}
+    items = list(zip(CONDITION_COLORS, estimates.items(), shares.values()))
+    for z, (color, (label, mi), share) in enumerate(reversed(items)):
+        epochs = np.arange(1, mi.shape[1] + 1)
+        line, = left.plot(epochs, np.median(mi, axis=0), color=color, lw=1, zorder=2 + z)
+        centres = window * (np.arange(share.shape[1]) + 0.5)
+        right.plot(centres, share.T, color=color, lw=0.5, alpha=0.35, zorder=2 + z)
+        right.plot(centres, share.mean(axis=0), color=color, lw=2, marker="o", ms=3, zorder=2 + z)
+        legend[f"{label} ({mi.shape[0]} runs)"] = line
+    left.axhline(threshold, color="black", ls="--", lw=0.8)
+    left.set_ylim(threshold - 0.5, None)
+    left.set_xlabel("epoch")
+    left.set_ylabel(r"median training $\hat I$ over runs (nats)")
+    right.set_xlabel(f"epoch (windows of {window})")
+    right.set_ylabel(rf"share of epochs with $\hat I < {threshold:g}$ nats")
+    right.set_ylim(0, None)
+    labels = list(legend)[::-1]
+    _legend_below(fig, [legend[k] for k in labels], labels, columns=2)
+    return fig
+
+
 def profile_courses(courses: pd.DataFrame, ylabels: dict[str, str]) -> Figure:
     """Index courses of the same seeds at two profiles, one panel per index.
 

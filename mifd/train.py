@@ -156,6 +156,36 @@ def model_phase_step(state: CohortState) -> list[dict[str, float]]:
     return [{k: v[r] for k, v in values.items()} for r in range(len(state.members))]
 
 
+def step_gradients(state: CohortState) -> list[dict[str, dict[str, float]]]:
+    """The gradients each term of the model step's loss sends into the RNN, without a step:
+    on one fresh model batch (as `model_phase_step` draws it), the L2 norm over every
+    parameter of ∇MSE ("task") and of ∇(λ·Î) through the frozen critic ("mi"), each also
+    per parameter ("task w_rec", "mi w_rec", …). Returns one {name: norm} per run, and
+    "mi" the Î of that batch in nats."""
+    x, z, y = _segment(state, x0_normal=True, grad=True)
+    mse = (z - y).square().mean(dim=(1, 2, 3))
+    g1, g2 = split_groups(torch.tanh(x))
+    for p in state.estimator.parameters():
+        p.requires_grad_(False)
+    try:
+        mi = state.estimator(g1, g2, state.generators)
+    finally:
+        for p in state.estimator.parameters():
+            p.requires_grad_(True)
+    names, params = zip(*state.model.named_parameters())
+    terms = {"task": mse.sum(), "mi": (state.per_run("training.lambda_mi") * mi).sum()}
+    norms = {}
+    for term, value in terms.items():
+        grads = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
+        per = {name: (torch.zeros(len(state.members)) if g is None
+                      else g.detach().flatten(1).norm(dim=1).cpu())
+               for name, g in zip(names, grads)}
+        norms[term] = torch.stack(list(per.values())).norm(dim=0)
+        norms.update({f"{term} {name}": v for name, v in per.items()})
+    norms["mi_estimate"] = mi.detach().cpu()
+    return [{k: float(v[r]) for k, v in norms.items()} for r in range(len(state.members))]
+
+
 def pretrain(state: CohortState) -> None:
     """The critics' pre-training: `n_sm_pretrain` SM epochs from x0 ~ N(0, I), run through
     the RNNs in chunks of `n_sm_steps` batches."""

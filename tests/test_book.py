@@ -331,3 +331,43 @@ def test_every_page_reads_cleanly(reader, chromium, page):
     report = json.loads(found.group(1).replace('\\"', '"'))
     problems = {k: v for k, v in report.items() if v}
     assert not problems, f"{page}: {problems}"
+
+
+# --- the book's conclusions, guarded (#39) -------------------------------------------------
+
+EXPECTED_VERDICTS = ROOT / "tests" / "expected_verdicts.csv"
+
+
+def _glued(notebook: Path, name: str):
+    """The value glued as `name` in an executed notebook (a str, read back from its repr)."""
+    import ast
+    import json
+
+    for cell in json.loads(notebook.read_text())["cells"]:
+        for output in cell.get("outputs", []):
+            if output.get("metadata", {}).get("scrapbook", {}).get("name") == name:
+                return ast.literal_eval(output["data"]["text/plain"])
+    raise AssertionError(f"{notebook} glues no {name!r}")
+
+
+def test_the_results_page_concludes_what_is_committed(html_dir):
+    """Every verdict of the results page and the numbers it prints for it, as the book build
+    just computed them, against tests/expected_verdicts.csv. A change that moves one fails
+    here until that file is updated in the same commit, with a message saying why:
+    `MIFD_UPDATE_VERDICTS=1 MIFD_TEST_BOOK=existing .venv/bin/python -m pytest
+    tests/test_book.py -k concludes` writes it from the last build."""
+    import io
+
+    import pandas as pd
+
+    from mifd import claims
+
+    found = pd.read_csv(io.StringIO(_glued(
+        ROOT / "_build" / "staging" / "notebooks" / "results.ipynb", "verdict_guard")))
+    if os.environ.get("MIFD_UPDATE_VERDICTS") == "1":
+        found.to_csv(EXPECTED_VERDICTS, index=False)
+    differences = claims.guard_differences(pd.read_csv(EXPECTED_VERDICTS), found)
+    assert not differences, (
+        "the results page concludes otherwise than tests/expected_verdicts.csv:\n"
+        + "\n".join(differences) + "\nIf the change is meant, update the file in the same commit "
+        "(MIFD_UPDATE_VERDICTS=1, see this test's docstring) and say why in its message.")

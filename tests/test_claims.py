@@ -283,3 +283,48 @@ def test_critic_pilot_keeps_the_variant_only_when_every_run_stays_below_the_shar
     assert claims.critic_pilot([0.0, 0.02, 0.05]).verdict == "yes"
     assert claims.critic_pilot([0.0, 0.02, 0.3]).verdict == "no"
     assert claims.critic_pilot([]).verdict == "not decidable"
+
+
+def _guarded(threshold=None, monkeypatch=None):
+    rng = np.random.default_rng(3)
+    mi = pd.DataFrame({"accuracy": rng.uniform(0.9, 1, 8), "mi": rng.uniform(0, 1, 8),
+                       "Q_corr": rng.uniform(0.2, 0.4, 8), "Q_str": rng.uniform(0.05, 0.2, 8),
+                       "D_corr": rng.uniform(0.45, 0.6, 8), "D_in": rng.uniform(0, 1, 8),
+                       "D_out": rng.uniform(0, 1, 8)})
+    control = mi.assign(mi=mi["mi"] + 1, Q_corr=0.0, Q_str=0.0, D_corr=0.1)
+    lags = pd.DataFrame({"t50 of the final value": rng.uniform(0, 100, 8)})
+    if threshold is not None:
+        monkeypatch.setattr(claims, "FUNCTIONAL_D", threshold)
+    return claims.guard_table({"wm": claims.table(claims.wm_claims(mi, control, lags))})
+
+
+def test_the_guard_passes_an_unchanged_rule_and_names_a_changed_one(monkeypatch):
+    expected = _guarded()
+    assert claims.guard_differences(expected, _guarded()) == []
+    moved = claims.guard_differences(expected, _guarded(0.55, monkeypatch))
+    assert moved and all("D_corr" in line for line in moved)
+    assert any(line.startswith(("gone:", "new:")) for line in moved)  # the rule's text names 0.55
+    flipped = expected.copy()
+    flipped.loc[0, "verdict"] = "no" if flipped.loc[0, "verdict"] == "yes" else "yes"
+    assert claims.guard_differences(expected, flipped)[0].startswith("verdict moved: wm | high")
+
+
+def test_exact_spearman_enumerates_every_pairing():
+    from scipy.stats import spearmanr
+
+    x, y = [1, 2, 3, 4, 5, 6], [2, 1, 4, 3, 6, 5]
+    rho, p = claims.spearman_exact_p(x, y, "greater")
+    assert rho == pytest.approx(spearmanr(x, y).statistic)
+    # by hand: pairings of 6 with ρ at least this large, counted over all 720
+    ranks = np.array(list(__import__("itertools").permutations(range(6))))
+    d2 = ((ranks - np.arange(6)) ** 2).sum(1)
+    assert p == pytest.approx(np.mean(d2 <= ((np.array(y) - np.array(x)) ** 2).sum()))
+    assert claims.spearman_exact_p(range(5), range(5))[1] == pytest.approx(2 / 120)
+    with pytest.raises(ValueError, match="pairings"):
+        claims.spearman_exact_p(range(11), range(11))
+
+
+def test_relation_reads_a_monotone_pairing_and_refuses_too_few_runs():
+    assert claims.relation("c", "x", "y", range(8), range(8)).verdict == "yes"
+    assert claims.relation("c", "x", "y", range(8), [3, 1, 4, 1, 5, 9, 2, 6]).verdict == "no"
+    assert claims.relation("c", "x", "y", range(3), range(3)).verdict == "not decidable"

@@ -1,0 +1,73 @@
+"""How hard the critic pushes (#35): the gradient that the MI term λ·Î sends into a stored
+network, from a fresh critic that sees a given share of the rows.
+
+For one snapshot of a working-memory record, the network is frozen, a new statistics
+network of the record's settings — but for `estimator.sample_fraction` — is trained on it as
+the SM phase trains (`STEPS` ascent steps on fresh batches from x₀ = 0), and then one model
+batch (x₀ ~ N(0, I)) gives the norms of ∇(λ·Î) and of ∇MSE with respect to the RNN's
+parameters (`train.step_gradients`). Comparing the share the `book` profile uses (0.1) with
+all rows (the `paper` profile) says whether the smaller critic under-doses the constraint.
+Nothing is trained in the record; measurements are stored as
+`results/push/wm/<config hash>/seed-<seed>.json`, one row per (snapshot, share, critic seed).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import store, train
+
+STEPS = 200  # the fresh critic's ascent steps before the gradient is taken
+
+
+def measure(record, epoch: int, fraction: float, critic_seed: int, steps: int = STEPS) -> dict:
+    """One measurement: the snapshot of `record` at `epoch`, a fresh critic on `fraction` of
+    the rows drawn from `critic_seed` (its weights, batches, noise and permutations), trained
+    `steps` steps; returns the epoch, share, seed, the critic's last training Î and the
+    gradient norms of `train.step_gradients`."""
+    index = int(np.flatnonzero(record.snapshot_epochs == epoch)[0])
+    config = record.config.replace(**{"estimator.sample_fraction": fraction})
+    state = train.init_wm(config, critic_seed)
+    with torch.no_grad():
+        for name, p in state.model.named_parameters():
+            p.copy_(torch.as_tensor(record.snapshots[name][index])[None])
+    chunk = max(config.training.n_sm_steps, 1)
+    trace = np.concatenate([train.critic_phase(state, min(chunk, steps - done), x0_normal=False)[:, 0]
+                            for done in range(0, steps, chunk)])
+    return {"epoch": epoch, "fraction": fraction, "critic_seed": critic_seed,
+            "critic_mi_last": float(np.median(trace[-chunk:])),
+            **train.step_gradients(state)[0]}
+
+
+def path(record, root: Path | None = None) -> Path:
+    base = store.RESULTS if root is None else Path(root)
+    return base / "push" / "wm" / record.config.config_hash() / f"seed-{record.seed}.json"
+
+
+def load_or_measure(record, epochs, fractions, critic_seeds, steps: int = STEPS,
+                    compute_missing: bool = False, root: Path | None = None) -> pd.DataFrame:
+    """The stored measurements of `record` for every (epoch, share, critic seed) asked for;
+    missing ones are measured and stored when `compute_missing` (a few minutes each at all
+    rows on one core), else left out. One row per measurement, with the record's seed."""
+    file = path(record, root)
+    stored = json.loads(file.read_text()) if file.exists() else {"rows": []}
+    have = {(r["epoch"], r["fraction"], r["critic_seed"], r["steps"]) for r in stored["rows"]}
+    for epoch in epochs:
+        for fraction in fractions:
+            for critic_seed in critic_seeds:
+                if (epoch, fraction, critic_seed, steps) in have or not compute_missing:
+                    continue
+                clock = time.perf_counter()
+                row = measure(record, epoch, fraction, critic_seed, steps)
+                stored["rows"].append({**row, "steps": steps,
+                                       "seconds": time.perf_counter() - clock})
+                stored["provenance"] = store.provenance()
+                store.atomic_write_bytes(file, (json.dumps(stored, indent=1) + "\n").encode())
+    rows = [r for r in stored["rows"] if r["epoch"] in epochs and r["fraction"] in fractions
+            and r["critic_seed"] in critic_seeds and r["steps"] == steps]
+    return pd.DataFrame(rows).assign(seed=record.seed) if rows else pd.DataFrame()
