@@ -187,7 +187,7 @@ def critic_collapses(estimates: dict[str, np.ndarray], shares: dict[str, np.ndar
         centres = window * (np.arange(share.shape[1]) + 0.5)
         right.plot(centres, share.T, color=color, lw=0.5, alpha=0.35, zorder=2 + z)
         right.plot(centres, share.mean(axis=0), color=color, lw=2, marker="o", ms=3, zorder=2 + z)
-        legend[f"{label} ({mi.shape[0]} runs)"] = line
+        legend[f"{label}: {mi.shape[0]} runs"] = line
     left.axhline(threshold, color="black", ls="--", lw=0.8)
     left.set_ylim(threshold - 0.5, None)
     left.set_xlabel("epoch")
