@@ -18,4 +18,5 @@ book: $(STAMP)
 # Two pytest-xdist workers of one torch thread each (threads x processes = the 2 cores); a
 # test file (a notebook's cells: one kernel) runs whole in one worker.
 test: $(STAMP)
+	$(PY) -m ruff check .
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile

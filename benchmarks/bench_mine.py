@@ -27,12 +27,18 @@ import argparse
 import dataclasses
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
 from mifd.config import EstimatorConfig, profile
-from mifd.mine import MineEstimator, ascend, bf16_native, critic_step, make_critic_optimizer
+from mifd.mine import (
+    MineEstimator,
+    ascend,
+    bf16_native,
+    critic_step,
+    make_critic_optimizer,
+)
 
 SIZES = {
     "working memory": (profile("paper", "wm").estimator, (20, 2000, 20)),
@@ -107,7 +113,9 @@ def run(threads: int, repeats: int, bf16: bool) -> None:
         times: dict[str, list[float]] = {name: [] for name in candidates}
         for repeat in range(repeats + 1):
             for name, (step, _) in candidates.items():
-                seconds = _seconds(lambda: step(*states[name][:2], g1, g2, states[name][2]))
+                state = states[name]
+                seconds = _seconds(lambda step=step, state=state, g1=g1, g2=g2:
+                                   step(*state[:2], g1, g2, state[2]))
                 if repeat:  # the first round warms up (allocations, thread pools)
                     times[name].append(seconds)
         base = statistics.median(times["autograd, two terms"])

@@ -30,9 +30,9 @@ import argparse
 import statistics
 import time
 import warnings
+from collections.abc import Callable
 from functools import partial
 from types import SimpleNamespace
-from typing import Callable
 
 import torch
 

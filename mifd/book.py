@@ -13,8 +13,8 @@ import shutil
 import subprocess
 import sys
 import tarfile
+from datetime import UTC, datetime
 from pathlib import Path
-from datetime import datetime, timezone
 from typing import Any
 
 import yaml
@@ -108,7 +108,7 @@ def footer(root: Path = ROOT) -> str:
     """The line under every page: the commit the book is built from and when."""
     commit = store.git_commit(root)
     changes = " with uncommitted changes" if commit.endswith("+dirty") else ""
-    built = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    built = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"Built {built} from commit <code>{commit.removesuffix('+dirty')[:12]}</code>{changes}."
 
 

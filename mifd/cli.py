@@ -9,8 +9,9 @@ import argparse
 import ast
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .config import PROFILES, TASKS
 

@@ -11,8 +11,9 @@ import dataclasses
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 TASKS = ("wm", "separation")
 PROFILES = ("smoke", "book", "paper")

@@ -25,7 +25,8 @@ run is reproduced by its seeds whichever cohort it trains in.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch

@@ -3,9 +3,9 @@ network, from a fresh critic that sees a given share of the rows.
 
 For one snapshot of a working-memory record, the network is frozen, a new statistics
 network of the record's settings — but for `estimator.sample_fraction` — is trained on it as
-the SM phase trains (`STEPS` ascent steps on fresh batches from x₀ = 0), and then one model
-batch (x₀ ~ N(0, I)) gives the norms of ∇(λ·Î) and of ∇MSE with respect to the RNN's
-parameters (`train.step_gradients`). Comparing the share the `book` profile uses (0.1) with
+the SM phase trains (`STEPS` ascent steps on fresh batches from x₀ = 0, as many as a run's
+pre-training), and then one model batch (x₀ ~ N(0, I)) gives the norms of ∇(λ·Î) and of
+∇MSE with respect to the RNN's parameters (`train.step_gradients`). Comparing the share the `book` profile uses (0.1) with
 all rows (the `paper` profile) says whether the smaller critic under-doses the constraint.
 Nothing is trained in the record; measurements are stored as
 `results/push/wm/<config hash>/seed-<seed>.json`, one row per (snapshot, share, critic seed).
@@ -22,7 +22,7 @@ import torch
 
 from . import store, train
 
-STEPS = 200  # the fresh critic's ascent steps before the gradient is taken
+STEPS = 100  # the fresh critic's ascent steps before the gradient is taken
 
 
 def measure(record, epoch: int, fraction: float, critic_seed: int, steps: int = STEPS) -> dict:
@@ -71,3 +71,16 @@ def load_or_measure(record, epochs, fractions, critic_seeds, steps: int = STEPS,
     rows = [r for r in stored["rows"] if r["epoch"] in epochs and r["fraction"] in fractions
             and r["critic_seed"] in critic_seeds and r["steps"] == steps]
     return pd.DataFrame(rows).assign(seed=record.seed) if rows else pd.DataFrame()
+
+
+def summary(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per (epoch, share of rows): the runs and critic seeds measured, and the mean ± sd over
+    them of ‖∇(λ·Î)‖, ‖∇MSE‖, their ratio and the fresh critic's Î on the model batch."""
+    rows = rows.assign(ratio=rows["mi"] / rows["task"])
+    grouped = rows.groupby(["epoch", "fraction"])
+    table = grouped.agg(measurements=("mi", "size"))
+    for column, name in (("mi", "‖∇(λ·Î)‖"), ("task", "‖∇MSE‖"), ("ratio", "‖∇(λ·Î)‖ / ‖∇MSE‖"),
+                         ("mi_estimate", "Î (nats)")):
+        table[name] = grouped[column].agg(lambda v: f"{v.mean():.3g} ± {v.std(ddof=1):.2g}"
+                                          if v.size > 1 else f"{v.mean():.3g}")
+    return table.reset_index()

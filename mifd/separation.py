@@ -21,20 +21,30 @@ each network is evaluated on the fixed test set: test MSE, R² per output over a
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from . import analysis, store
 from .config import RunConfig
-from .mine import make_critic_optimizer
 from .mine import critic_step as _critic_step
+from .mine import make_critic_optimizer
 from .models import GRUNet, split_groups
 from .optim import make_optimizer
-from .runs import (CohortState, Loop, Outcome, build_networks, draw_normal, l1_penalty,
-                   mi_penalty, reused_array, train_cohort, train_run)
+from .runs import (
+    CohortState,
+    Loop,
+    Outcome,
+    build_networks,
+    draw_normal,
+    l1_penalty,
+    mi_penalty,
+    reused_array,
+    train_cohort,
+    train_run,
+)
 from .tasks import held_out_indices, separation_batch
 
 N_OUTPUTS = 6

@@ -20,10 +20,11 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import pandas as pd
 from tqdm import tqdm
@@ -430,7 +431,7 @@ def run_sweep(runs: list[Run], executor: cf.Executor | None = None, root: Path |
         directories = {future: [store.run_dir(runs[i].config, runs[i].seed, root) for i in chunk]
                        for future, chunk in futures.items()}
         for future in _as_completed(futures, lambda pending: bar.set_postfix(
-                failed=failed, remaining=len(runs) - bar.n,
+                failed=failed, remaining=len(runs) - bar.n,  # noqa: B023 (the count so far, read late on purpose)
                 training=training_progress(d for f in pending for d in directories[f]))):
             chunk = futures[future]
             try:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -95,7 +95,7 @@ def seeds_of(seed: int) -> tuple[torch.Generator, torch.Generator, torch.Generat
     return tuple(torch.Generator().manual_seed(int(s) >> 1) for s in states)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def train_critic(pair: GaussianPair, cfg: EstimatorConfig, n_samples: int, steps: int,
                  seed: int) -> np.ndarray:
     """Train one statistics network on `pair`; returns Î (nats) at each of `steps` steps.

@@ -17,8 +17,8 @@ failures, the stored records) is `runs.train_cohort`'s.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -28,8 +28,18 @@ from .config import RunConfig
 from .mine import TERM_NAMES, critic_step, make_critic_optimizer
 from .models import LeakyRNN, split_groups
 from .optim import clip_per_tensor_norm, make_optimizer
-from .runs import (CohortState, Loop, Outcome, build_networks, draw_normal, l1_penalty,
-                   mi_penalty, reused_array, train_cohort, train_run)
+from .runs import (
+    CohortState,
+    Loop,
+    Outcome,
+    build_networks,
+    draw_normal,
+    l1_penalty,
+    mi_penalty,
+    reused_array,
+    train_cohort,
+    train_run,
+)
 from .tasks import cohort_onsets, wm_signals
 
 HISTORY_KEYS = (

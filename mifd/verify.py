@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from . import store
@@ -188,3 +189,15 @@ def cohort_departure(configs: list[RunConfig], seeds: list[int], epochs: int,
                          "largest": found["largest_relative_difference"],
                          "at_end": end["largest_relative_difference"]})
     return rows
+
+
+def departure_summary(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """`cohort_departure` rows summarised per history key: the runs compared, the earliest
+    epoch at which a run departs, and the median and largest relative difference at the last
+    epoch and over all epochs; sorted by the median at the last epoch, largest first."""
+    table = pd.DataFrame(rows)
+    return (table.groupby("key")
+            .agg(runs=("seed", "size"), first_epoch=("first_differing_epoch", "min"),
+                 median_at_end=("at_end", "median"), largest_at_end=("at_end", "max"),
+                 largest=("largest", "max"))
+            .sort_values("median_at_end", ascending=False).reset_index())

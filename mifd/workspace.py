@@ -9,7 +9,8 @@ forward gets new arrays instead of overwriting ones a pending backward needs.
 from __future__ import annotations
 
 import weakref
-from typing import Any, Callable, Hashable
+from collections.abc import Callable, Hashable
+from typing import Any
 
 
 class Lease:

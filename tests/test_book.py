@@ -137,7 +137,7 @@ class _Anchors(HTMLParser):
             self.hrefs.append(attrs["href"])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _parse(path: Path) -> _Anchors:
     parser = _Anchors()
     parser.feed(path.read_text(errors="replace"))

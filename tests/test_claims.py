@@ -39,6 +39,7 @@ def test_ties_use_midranks_exactly():
     a, b = np.array([2.0, 2.0, 3.0]), np.array([1.0, 2.0])
     pooled = np.array([2.0, 2.0, 3.0, 1.0, 2.0])
     from itertools import combinations
+
     from scipy.stats import rankdata
     ranks = rankdata(pooled)
     sums = [ranks[list(c)].sum() for c in combinations(range(5), 3)]

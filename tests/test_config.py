@@ -7,8 +7,15 @@ from pathlib import Path
 import pytest
 
 from mifd.config import (
-    PROFILES, TASKS, EstimatorConfig, ModelConfig, RunConfig, TrainingConfig, WMTaskConfig,
-    deviations, profile,
+    PROFILES,
+    TASKS,
+    EstimatorConfig,
+    ModelConfig,
+    RunConfig,
+    TrainingConfig,
+    WMTaskConfig,
+    deviations,
+    profile,
 )
 
 

@@ -10,7 +10,12 @@ import torch
 from mifd import synthetic
 from mifd.config import profile
 from mifd.mine import (
-    MineEstimator, StatisticsNetwork, bf16_native, check_precision, critic_step, dv_bound,
+    MineEstimator,
+    StatisticsNetwork,
+    bf16_native,
+    check_precision,
+    critic_step,
+    dv_bound,
     make_critic_optimizer,
 )
 from mifd.optim import RMSprop

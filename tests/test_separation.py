@@ -2,12 +2,11 @@
 import numpy as np
 import pytest
 import torch
+from helpers import assert_close_records
 
 from mifd import analysis, separation, store
 from mifd.config import profile
 from mifd.models import GRU_LEGACY_NAMES, GRUNet
-
-from helpers import assert_close_records
 
 SMOKE = profile("smoke", "separation")
 
@@ -157,8 +156,9 @@ def test_r_squared_over_the_scored_steps_leaves_the_washout_out():
 
 
 def test_chapter_5_trains_missing_smoke_runs_through_papermill(tmp_path):
-    import papermill
     from pathlib import Path
+
+    import papermill
 
     notebook = Path(__file__).resolve().parent.parent / "notebooks" / "05_separation.ipynb"
     papermill.execute_notebook(

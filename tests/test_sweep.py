@@ -3,8 +3,8 @@ import dataclasses
 import json
 import math
 import os
-import shutil
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,12 +15,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from helpers import assert_close_records
 
 from mifd import runs, store, sweep, train
 from mifd.cli import main
 from mifd.config import profile
-
-from helpers import assert_close_records
 
 SMOKE = profile("smoke", "wm")
 # Long enough (≈ 200 × 20 ms) to be killed in the middle, with a checkpoint every 2 epochs.

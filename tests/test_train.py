@@ -6,12 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import DEVICE, assert_close_records
 
 from mifd import analysis, evaluate, mine, runs, store, train
 from mifd.cli import main
 from mifd.config import profile
-
-from helpers import DEVICE, assert_close_records
 
 SMOKE = profile("smoke", "wm")
 
@@ -276,8 +275,9 @@ def test_runs_of_different_settings_are_refused_as_a_cohort():
 
 
 def test_chapter_3_trains_missing_smoke_runs_through_papermill(tmp_path):
-    import papermill
     from pathlib import Path
+
+    import papermill
 
     notebook = Path(__file__).resolve().parent.parent / "notebooks" / "03_training.ipynb"
     papermill.execute_notebook(

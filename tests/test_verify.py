@@ -80,3 +80,12 @@ def test_cohort_departure_is_zero_for_a_cohort_of_one_and_names_every_key(tmp_pa
     rows = verify.cohort_departure([SMOKE], [2], epochs=2, root=tmp_path)
     assert {r["key"] for r in rows} >= {"loss", "mi_before", "accuracy"}
     assert all(r["largest"] == 0 and r["first_differing_epoch"] is None for r in rows)
+
+
+def test_departure_summary_takes_the_median_and_the_largest_per_key():
+    rows = [{"lambda_mi": 0.1, "seed": s, "key": "mi_before", "first_differing_epoch": e,
+             "largest": big, "at_end": end}
+            for s, e, big, end in ((1, 2, 0.5, 0.1), (2, 1, 0.9, 0.3), (3, None, 0.0, 0.0))]
+    row = verify.departure_summary(rows).iloc[0]
+    assert row["runs"] == 3 and row["first_epoch"] == 1
+    assert row["median_at_end"] == 0.1 and row["largest_at_end"] == 0.3 and row["largest"] == 0.9
