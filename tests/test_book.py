@@ -345,8 +345,9 @@ def _glued(notebook: Path, name: str):
 
     for cell in json.loads(notebook.read_text())["cells"]:
         for output in cell.get("outputs", []):
-            if output.get("metadata", {}).get("scrapbook", {}).get("name") == name:
-                return ast.literal_eval(output["data"]["text/plain"])
+            scrapbook = output.get("metadata", {}).get("scrapbook", {})
+            if scrapbook.get("name") == name:
+                return ast.literal_eval(output["data"][scrapbook["mime_prefix"] + "text/plain"])
     raise AssertionError(f"{notebook} glues no {name!r}")
 
 
