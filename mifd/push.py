@@ -84,3 +84,17 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
         table[name] = grouped[column].agg(lambda v: f"{v.mean():.3g} ± {v.std(ddof=1):.2g}"
                                           if v.size > 1 else f"{v.mean():.3g}")
     return table.reset_index()
+
+
+def share_ratios(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per snapshot epoch: the mean ‖∇(λ·Î)‖ from critics on the largest share of rows over
+    that from the smallest ("ratio"), and whether the two means differ by less than the larger
+    of their sds over the critics ("within spread": the share makes no difference these
+    critics can show)."""
+    out = []
+    for epoch, at in rows.groupby("epoch"):
+        few, whole = (at[at["fraction"] == f]["mi"] for f in (at["fraction"].min(), at["fraction"].max()))
+        spread = max(few.std(ddof=1), whole.std(ddof=1))
+        out.append({"epoch": epoch, "ratio": whole.mean() / few.mean(),
+                    "within spread": bool(abs(whole.mean() - few.mean()) < spread)})
+    return pd.DataFrame(out)

@@ -31,3 +31,13 @@ def test_measurements_are_stored_once_and_read_back(record, tmp_path):
     again = push.load_or_measure(record, [1, 2], [0.5, 1.0], [3], steps=2, root=tmp_path)
     assert again.drop(columns="seconds").equals(first.drop(columns="seconds"))
     assert push.load_or_measure(record, [1], [0.5], [4], steps=2, root=tmp_path).empty
+
+
+def test_share_ratios_say_whether_the_share_matters_beyond_the_spread():
+    import pandas as pd
+
+    rows = pd.DataFrame({"epoch": [5] * 4 + [9] * 4, "fraction": [0.1, 0.1, 1.0, 1.0] * 2,
+                         "mi": [1.0, 1.2, 1.1, 1.3, 1.0, 1.02, 3.0, 3.02]})
+    ratios = push.share_ratios(rows).set_index("epoch")
+    assert ratios.loc[5, "within spread"] and not ratios.loc[9, "within spread"]
+    assert ratios.loc[9, "ratio"] == pytest.approx(3.01 / 1.01)
