@@ -299,7 +299,9 @@ class RunConfig:
     def replace(self, **changes: Any) -> RunConfig:
         """A copy with `section.field=value` changes, e.g. replace(**{"training.epochs": 5}).
 
-        The profile name becomes "<profile>+custom" when anything differs from the profile.
+        The profile name becomes "<profile>+custom" when a setting other than the per-run
+        ones (`PER_RUN_FIELDS`, e.g. λ) differs from the named profile's, and is the profile's
+        own name again when none does (a profile's control is that profile).
         """
         grouped: dict[str, dict[str, Any]] = {}
         for dotted, value in changes.items():
@@ -314,9 +316,17 @@ class RunConfig:
             section: dataclasses.replace(getattr(self, section), **values)
             for section, values in grouped.items()
         })
-        if changes and new != self and not self.profile.endswith("+custom"):
-            new = dataclasses.replace(new, profile=self.profile + "+custom")
-        return new
+        base = self.profile.split("+")[0]
+        if not changes or new == self or base not in PROFILES:
+            return new
+        same = _shared_settings(new) == _shared_settings(profile(base, self.task_name))
+        return dataclasses.replace(new, profile=base if same else base + "+custom")
+
+
+def _shared_settings(config: RunConfig) -> RunConfig:
+    """`config` with its name and per-run fields blanked: what runs of one cohort share."""
+    per_run = {name.split(".")[1]: 0.0 for name in PER_RUN_FIELDS}
+    return dataclasses.replace(config, profile="", training=dataclasses.replace(config.training, **per_run))
 
 
 def _paper(task_name: str) -> RunConfig:

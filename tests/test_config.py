@@ -128,3 +128,13 @@ def test_every_setting_names_its_source():
     assert setting_source("wm", "estimator.sample_fraction") == MIFD_ONLY
     assert setting_source("wm", "task.onset_prob").startswith("wm/run_once.py")
     assert setting_source("separation", "model.n_units").startswith("separation/model.py")
+
+
+def test_a_profile_s_per_run_settings_keep_its_name():
+    book = profile("book", "wm")
+    control = book.replace(**{"training.lambda_mi": 0.0})
+    assert control.profile == "book" and control.config_hash() != book.config_hash()
+    assert control.replace(**{"training.c_l1": 1e-3}).profile == "book"
+    custom = control.replace(**{"training.epochs": 3})
+    assert custom.profile == "book+custom"
+    assert custom.replace(**{"training.epochs": book.training.epochs}).profile == "book"
