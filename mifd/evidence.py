@@ -9,6 +9,7 @@ the condition with MI minimisation, the second its control (the order of
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -446,7 +447,5 @@ def collapse_shares(records: dict[str, list]) -> dict[str, np.ndarray]:
 
 def stored_records(task: str, results_dir=None) -> list:
     """Every complete record of `task` under `results_dir` (default: the repository's results/)."""
-    from pathlib import Path
-
     root = store.RESULTS if results_dir is None else Path(results_dir)
     return [store.load_record(p.parent) for p in sorted(root.glob(f"{task}/*/seed-*/{store.MANIFEST}"))]

@@ -166,27 +166,21 @@ def model_phase_step(state: CohortState) -> list[dict[str, float]]:
     return [{k: v[r] for k, v in values.items()} for r in range(len(state.members))]
 
 
-def step_gradients(state: CohortState) -> list[dict[str, dict[str, float]]]:
+def step_gradients(state: CohortState) -> list[dict[str, float]]:
     """The gradients each term of the model step's loss sends into the RNN, without a step:
     on one fresh model batch (as `model_phase_step` draws it), the L2 norm over every
-    parameter of ∇MSE ("task") and of ∇(λ·Î) through the frozen critic ("mi"), each also
-    per parameter ("task w_rec", "mi w_rec", …). Returns one {name: norm} per run, and
-    "mi" the Î of that batch in nats."""
+    parameter of ∇MSE ("task") and of ∇(λ·Î) through the frozen critic ("mi", the model
+    step's own `mi_penalty`, so zero for a control), each also per parameter ("task w_rec",
+    "mi w_rec", …). Returns one {name: norm} per run, and "mi_estimate" the Î of that batch
+    in nats."""
     x, z, y = _segment(state, x0_normal=True, grad=True)
     mse = (z - y).square().mean(dim=(1, 2, 3))
-    g1, g2 = split_groups(torch.tanh(x))
-    for p in state.estimator.parameters():
-        p.requires_grad_(False)
-    try:
-        mi = state.estimator(g1, g2, state.generators)
-    finally:
-        for p in state.estimator.parameters():
-            p.requires_grad_(True)
+    mi, penalty = mi_penalty(state, *split_groups(torch.tanh(x)))
     names, params = zip(*state.model.named_parameters())
-    terms = {"task": mse.sum(), "mi": (state.per_run("training.lambda_mi") * mi).sum()}
     norms = {}
-    for term, value in terms.items():
-        grads = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
+    for term, value in {"task": mse.sum(), "mi": penalty.sum()}.items():
+        grads = (torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
+                 if value.requires_grad else [None] * len(params))
         per = {name: (torch.zeros(len(state.members)) if g is None
                       else g.detach().flatten(1).norm(dim=1).cpu())
                for name, g in zip(names, grads)}
