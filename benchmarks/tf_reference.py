@@ -28,8 +28,10 @@ import torch
 from mifd import mine
 from mifd.config import profile
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from reference.tf_venv import tensorflow_python  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
-TF_VENV = ROOT / "_build" / "tf-venv"
 ROWS, DIM, HIDDEN = 40_000, 20, 512
 
 TF_SCRIPT = """
@@ -65,27 +67,6 @@ for _ in range(repeats):
     started = time.perf_counter(); step(x, y).numpy(); best = min(best, time.perf_counter() - started)
 print(json.dumps({"seconds": best, "version": tf.__version__}))
 """
-
-
-def tensorflow_python() -> Path | None:
-    """The Python of _build/tf-venv with tensorflow-cpu installed, or None (says why)."""
-    python = TF_VENV / "bin" / "python"
-    if not python.exists():
-        made = subprocess.run([sys.executable, "-m", "venv", str(TF_VENV)], capture_output=True,
-                              text=True)
-        if made.returncode:
-            print(f"TensorFlow: cannot make {TF_VENV} ({made.stderr.strip()})")
-            return None
-    check = subprocess.run([str(python), "-c", "import tensorflow"], capture_output=True)
-    if check.returncode:
-        print(f"TensorFlow: installing tensorflow-cpu into {TF_VENV} ...", flush=True)
-        installed = subprocess.run([str(python), "-m", "pip", "install", "--quiet",
-                                    "tensorflow-cpu"], capture_output=True, text=True)
-        if installed.returncode:
-            last = (installed.stderr.strip().splitlines() or ["no message"])[-1]
-            print(f"TensorFlow: tensorflow-cpu could not be installed ({last}); mifd alone")
-            return None
-    return python
 
 
 def tensorflow_seconds(threads: int, repeats: int) -> dict | None:
