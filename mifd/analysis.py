@@ -313,6 +313,64 @@ def onset_time(epochs: np.ndarray, values: np.ndarray, fraction: float,
     return float(epochs[np.argmax(values >= start + fraction * growth)])
 
 
+# --- courses that rise and fall back --------------------------------------------------------
+
+PEAK_SMOOTHING = 3   # snapshots in the centred running median a course's peak is read from
+END_SNAPSHOTS = 5    # snapshots whose mean is a course's end-of-training value
+
+
+def smoothed(values: np.ndarray, width: int = PEAK_SMOOTHING) -> np.ndarray:
+    """The centred running median of `width` (odd) entries, (n,) → (n,); the ends take the
+    median of the entries that exist, so one snapshot's jump cannot make a peak."""
+    values = np.asarray(values, float)
+    half = width // 2
+    return np.array([np.median(values[max(0, i - half): i + half + 1])
+                     for i in range(values.size)])
+
+
+def rise(epochs: np.ndarray, values: np.ndarray, fraction: float = 0.5) -> dict[str, float]:
+    """A course read as a rise to a peak and what it keeps of it.
+
+    epochs, values: (n,) in training order. On the `smoothed` course, with v₀ the first
+    value: "peak" and "peak_epoch" (its maximum), "onset" the first epoch at which it reaches
+    v₀ + `fraction`·(peak − v₀) (the rising limb, wherever the course ends), "end" the mean
+    of the last `END_SNAPSHOTS` raw values, and "kept" = (end − v₀)/(peak − v₀), the share of
+    its rise the course keeps at the end (1: it stays up; 0: back where it began). Onset and
+    kept are NaN when the course never rises above its start."""
+    epochs, values = np.asarray(epochs, float), np.asarray(values, float)
+    smooth = smoothed(values)
+    top = int(np.argmax(smooth))
+    start, peak = smooth[0], smooth[top]
+    end = float(values[-END_SNAPSHOTS:].mean())
+    if not peak > start:
+        return {"peak": float(peak), "peak_epoch": float(epochs[top]), "onset": float("nan"),
+                "end": end, "kept": float("nan")}
+    onset = float(epochs[np.argmax(smooth >= start + fraction * (peak - start))])
+    return {"peak": float(peak), "peak_epoch": float(epochs[top]), "onset": onset, "end": end,
+            "kept": (end - start) / (peak - start)}
+
+
+def rise_table(courses: pd.DataFrame, indices: tuple[str, ...], fraction: float = 0.5
+               ) -> pd.DataFrame:
+    """`rise` of each index per run: one row per run, columns "<field> <index>" (e.g.
+    "onset Q_corr", "kept D_corr"). courses: one row per (run, evaluated epoch) with "run",
+    "epoch" and the indices."""
+    rows = {}
+    for run, course in courses.sort_values("epoch", kind="stable").groupby("run", sort=False):
+        epochs = course["epoch"].to_numpy()
+        rows[run] = {f"{field} {name}": value for name in indices
+                     for field, value in rise(epochs, course[name].to_numpy(), fraction).items()}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def rising_lags(courses: pd.DataFrame, functional: str, structural: str) -> np.ndarray:
+    """Per run, how many epochs later the structural index's rising limb reaches half its
+    rise to its peak than the functional one's (`rise` onsets; NaN where either does not
+    rise), in the order of the runs' first appearance."""
+    table = rise_table(courses, (functional, structural))
+    return (table[f"onset {structural}"] - table[f"onset {functional}"]).to_numpy()
+
+
 def onset_table(courses: pd.DataFrame, indices: tuple[str, ...],
                 fractions: tuple[float, ...] = (0.5, 0.9), from_start: bool = False
                 ) -> pd.DataFrame:

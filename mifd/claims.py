@@ -21,6 +21,8 @@ import pandas as pd
 from scipy.stats import rankdata
 
 ALPHA = 0.05
+# what a rule can say; "uninformative": its negative control says yes too
+VERDICT_WORDS = ("yes", "no", "not decidable", "uninformative")
 EXACT_LIMIT = 2_000_000  # splits / sign patterns enumerated; beyond it a test refuses
 
 
@@ -173,6 +175,99 @@ def holm(p_values) -> np.ndarray:
     return adjusted
 
 
+# --- effect sizes and rates ----------------------------------------------------------------
+
+CONFIDENCE = 0.95
+
+
+def _mann_whitney_counts(m: int, n: int) -> np.ndarray:
+    """counts[u] = number of the C(m+n, m) splits whose Mann–Whitney U (pairs with the first
+    sample ahead, no ties) equals u, u = 0…m·n (the exact null distribution, by recursion)."""
+    table = {(0, j): np.ones(1) for j in range(n + 1)}
+    for i in range(1, m + 1):
+        table[(i, 0)] = np.ones(1)
+        for j in range(1, n + 1):
+            # the largest value belongs to the first sample (it then beats all j of the
+            # second: U grows by j) or to the second (U unchanged)
+            counts = np.zeros(i * j + 1)
+            first, second = table[(i - 1, j)], table[(i, j - 1)]
+            counts[j: j + first.size] += first
+            counts[: second.size] += second
+            table[(i, j)] = counts
+    return table[(m, n)]
+
+
+def hodges_lehmann(a, b, confidence: float = CONFIDENCE) -> tuple[float, float, float, float]:
+    """The Hodges–Lehmann shift of `a` over `b` (the median of all differences a_i − b_j),
+    and its exact distribution-free interval from the Mann–Whitney null distribution: the
+    k-th smallest and k-th largest difference, with k the largest rank whose two tails
+    together stay within 1 − `confidence`. Returns (shift, low, high, achieved confidence);
+    the interval is (−inf, inf) when the runs are too few for any such k. NaNs dropped."""
+    a, b = _finite(a), _finite(b)
+    if not (a.size and b.size):
+        return (float("nan"),) * 4
+    differences = np.sort(np.subtract.outer(a, b).ravel())
+    counts = _mann_whitney_counts(a.size, b.size)
+    tail = np.cumsum(counts) / counts.sum()  # P(U ≤ u)
+    # k differences cut from each end keep P(U ≤ k − 1) in each tail
+    k = int(np.searchsorted(tail, (1 - confidence) / 2, side="right"))
+    shift = float(np.median(differences))
+    if k == 0:
+        return shift, float("-inf"), float("inf"), 1.0
+    achieved = 1 - 2 * float(tail[k - 1])
+    return shift, float(differences[k - 1]), float(differences[-k]), achieved
+
+
+def shift_text(a, b, digits: int = 3, confidence: float = CONFIDENCE) -> str:
+    """'shift +0.098 [0.065, 0.137]' (the Hodges–Lehmann shift of a over b and its exact
+    interval; the interval's achieved confidence is stated when it differs from the
+    nominal by more than half a percent)."""
+    shift, low, high, achieved = hodges_lehmann(a, b, confidence)
+    if np.isnan(shift):
+        return "shift –"
+    interval = ("no interval with these runs" if np.isinf(low)
+                else f"[{low:.{digits}f}, {high:.{digits}f}]")
+    extra = (f" ({achieved:.1%})" if np.isfinite(low) and abs(achieved - confidence) > 0.005
+             else "")
+    return f"shift {shift:+.{digits}f} {interval}{extra}"
+
+
+def clopper_pearson(k: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The exact (Clopper–Pearson) interval of a rate of k successes in n runs."""
+    from scipy.stats import beta
+
+    if n == 0:
+        return float("nan"), float("nan")
+    tail = (1 - confidence) / 2
+    low = 0.0 if k == 0 else float(beta.ppf(tail, k, n - k + 1))
+    high = 1.0 if k == n else float(beta.ppf(1 - tail, k + 1, n - k))
+    return low, high
+
+
+def rate_text(k: int, n: int, confidence: float = CONFIDENCE) -> str:
+    """'7 of 10 (0.35–0.93)': a count of runs with its exact interval of the rate."""
+    low, high = clopper_pearson(k, n, confidence)
+    return f"{k} of {n} ({low:.2f}–{high:.2f})" if n else "0 of 0"
+
+
+def rates_p(k_a: int, n_a: int, k_b: int, n_b: int, alternative: str = "greater") -> float:
+    """One-sided Fisher exact p that the rate k_a/n_a exceeds ("greater") or falls below
+    ("less") k_b/n_b."""
+    from scipy.stats import fisher_exact
+
+    _sign(alternative)
+    if not (n_a and n_b):
+        return float("nan")
+    return float(fisher_exact([[k_a, n_a - k_a], [k_b, n_b - k_b]],
+                              alternative=alternative).pvalue)
+
+
+def min_p_rates(n_a: int, n_b: int) -> float:
+    """The smallest one-sided p Fisher's exact test of n_a vs n_b runs can give (all of one
+    condition succeed, none of the other): 1 / C(n_a + n_b, n_a)."""
+    return min_p_rank_sum(n_a, n_b)
+
+
 def _finite(values) -> np.ndarray:
     values = np.asarray(values, dtype=float).ravel()
     return values[~np.isnan(values)]
@@ -191,7 +286,7 @@ class Verdict:
     """One row of a claims table. p is NaN for a rule without a test."""
     claim: str
     rule: str
-    verdict: str  # "yes", "no" or "not decidable"
+    verdict: str  # one of VERDICT_WORDS
     numbers: str
     p: float = float("nan")
 
@@ -240,7 +335,26 @@ def versus_control(claim: str, name: str, mi, control, alternative: str = "great
     short = against.removeprefix("the ")
     return Verdict(claim, rule, _word(p < alpha, decidable),
                    f"{name} {mean_sd(mi, digits)} vs {short} {mean_sd(control, digits)} "
-                   f"({mi.size} vs {_runs(control.size)}, p = {p:.2g})", p)
+                   f"({mi.size} vs {_runs(control.size)}, p = {p:.2g}; "
+                   f"{shift_text(mi, control, digits)})", p)
+
+
+def more_runs(claim: str, name: str, mi, control, alternative: str = "greater",
+              alpha: float = ALPHA, against: str = "the control") -> Verdict:
+    """Yes when a larger ("greater") or smaller ("less") share of the MI runs has the
+    property than of the control's runs: one-sided Fisher exact p < α; each share printed
+    as a count with its exact (Clopper–Pearson) interval. mi, control: one bool per run
+    (NaN: undefined, dropped); not decidable when even all against none could not reach α."""
+    mi, control = _finite(mi).astype(bool), _finite(control).astype(bool)
+    word = "more" if alternative == "greater" else "fewer"
+    rule = f"{word} runs {name} than {against} (exact one-sided Fisher p < {alpha:g})"
+    k_mi, k_control = int(mi.sum()), int(control.sum())
+    p = rates_p(k_mi, mi.size, k_control, control.size, alternative)
+    decidable = min_p_rates(mi.size, control.size) < alpha
+    short = against.removeprefix("the ")
+    return Verdict(claim, rule, _word(p < alpha, decidable),
+                   f"{rate_text(k_mi, mi.size)} vs {short} {rate_text(k_control, control.size)} "
+                   f"(p = {p:.2g})", p)
 
 
 def positive(claim: str, name: str, values, alpha: float = ALPHA) -> Verdict:
@@ -314,6 +428,43 @@ def precedence(claim: str, measures: dict[str, np.ndarray], alpha: float = ALPHA
     return rows
 
 
+PERSIST_KEEP = 0.5  # share of its rise an index must keep at the end to have persisted
+
+
+def persists(claim: str, name: str, kept, keep: float = PERSIST_KEEP,
+             alpha: float = ALPHA) -> Verdict:
+    """Yes when the runs keep more than `keep` of their rise at the end of training (kept:
+    (n_runs,) shares, `analysis.rise`'s "kept"; NaN where the index never rose): exact
+    one-sided signed-rank test of kept − keep > 0."""
+    v = _finite(kept)
+    p = signed_rank_p(v - keep, "greater")
+    above = int((v > keep).sum())
+    spread = (f"median {np.median(v):.2f}, {v.min():.2f} to {v.max():.2f}" if v.size else "–")
+    return Verdict(claim, f"{name} keeps more than {keep:.0%} of its rise at the end "
+                   f"(exact one-sided signed-rank p < {alpha:g})",
+                   _word(p < alpha, min_p_signed_rank(int(np.count_nonzero(v - keep))) < alpha),
+                   f"share kept {spread}; above {keep:.0%} in {above} of {_runs(v.size)} "
+                   f"({np.asarray(kept).size - v.size} never rose); p = {p:.2g}", p)
+
+
+def precedence_against_control(claim: str, measures: dict[str, np.ndarray],
+                               control: dict[str, np.ndarray], alpha: float = ALPHA,
+                               unit: str = "epochs") -> list[Verdict]:
+    """`precedence` on the MI runs, with each measure run on the control runs too (a
+    negative control: there nothing differentiates, so a measure that finds the structural
+    index "later" there finds it by construction). A measure whose control row says "yes"
+    is reported "uninformative" whatever it says on the MI runs; the control's numbers are
+    appended to every row."""
+    on_mi = precedence(claim, measures, alpha, unit)
+    on_control = precedence(claim, control, alpha, unit)
+    rows = []
+    for mine, theirs in zip(on_mi, on_control):
+        verdict = "uninformative" if theirs.verdict == "yes" else mine.verdict
+        rows.append(Verdict(mine.claim, mine.rule, verdict,
+                            f"{mine.numbers}; on the controls: {theirs.numbers}", mine.p))
+    return rows
+
+
 def table(verdicts) -> pd.DataFrame:
     """Verdicts as a table: claim, rule, verdict, numbers (one row per Verdict)."""
     return pd.DataFrame([asdict(v) for v in verdicts]).drop(columns="p")
@@ -330,7 +481,7 @@ def summary(verdicts: pd.DataFrame) -> pd.DataFrame:
         word = ("yes" if yes == len(rules) else "not decidable" if yes + no == 0
                 else "no" if yes == 0 else "partly")
         rows.append({"claim": claim, "verdict": word,
-                     "rules": ", ".join(f"{counts[w]} {w}" for w in ("yes", "no", "not decidable")
+                     "rules": ", ".join(f"{counts[w]} {w}" for w in VERDICT_WORDS
                                         if w in counts) + f" of {len(rules)} rule{'s' * (len(rules) > 1)}"})
     return pd.DataFrame(rows)
 
@@ -345,7 +496,7 @@ def findings(verdicts: pd.DataFrame) -> str:
     for claim, rules in verdicts.groupby("claim", sort=False):
         groups = [f"{word[0].upper()}{word[1:]}: " + "; ".join(dict.fromkeys(
                       re.sub(r" \([^()]*\)$", "", rule) for rule in rules.loc[rules["verdict"] == word, "rule"])) + "."
-                  for word in ("yes", "no", "not decidable") if (rules["verdict"] == word).any()]
+                  for word in VERDICT_WORDS if (rules["verdict"] == word).any()]
         lines.append(f"- **{claim}**: {words[claim]}. " + " ".join(groups))
     return "\n".join(lines)
 

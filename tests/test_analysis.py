@@ -204,3 +204,50 @@ def test_collapses_count_estimates_below_the_threshold_per_window_and_late():
     assert found["shares"].shape == (10,) and found["shares"][6] == pytest.approx(0.02)
     assert analysis.collapses(np.full(10, -0.5))["count"] == 0  # above −1 nats: not a collapse
     assert np.isnan(analysis.collapses(np.zeros(100))["late_share"])  # no epoch after 500
+
+
+# --- courses that rise and fall back ---------------------------------------------------------
+
+EPOCHS = np.arange(0, 1001, 25)
+
+
+def _rise_and_decay(peak_epoch=300, peak=0.4, end=0.05):
+    """Up linearly from 0 to `peak` at `peak_epoch`, then down linearly to `end` at 1000."""
+    return np.where(EPOCHS <= peak_epoch, peak * EPOCHS / peak_epoch,
+                    peak + (end - peak) * (EPOCHS - peak_epoch) / (1000 - peak_epoch))
+
+
+def test_a_rise_and_decay_is_read_on_its_rising_limb():
+    values = _rise_and_decay()
+    found = analysis.rise(EPOCHS, values)
+    assert found["peak_epoch"] == 300 and found["peak"] == pytest.approx(0.4, abs=0.02)
+    assert 150 <= found["onset"] <= 175  # half of the rise to the (smoothed) peak
+    assert found["kept"] == pytest.approx(0.16, abs=0.02)  # the last 5 snapshots: 0.075
+    # the onset against the final value sees a course that is "grown" from the first step on
+    assert analysis.onset_time(EPOCHS, values, 0.5) == 25
+
+
+def test_a_course_that_stays_up_keeps_its_rise_and_a_flat_one_has_none():
+    sustained = np.minimum(EPOCHS / 300, 1.0) * 0.4
+    assert analysis.rise(EPOCHS, sustained)["kept"] == pytest.approx(1.0)
+    flat = analysis.rise(EPOCHS, np.zeros(EPOCHS.size))
+    assert np.isnan(flat["onset"]) and np.isnan(flat["kept"])
+
+
+def test_one_snapshots_jump_does_not_make_the_peak():
+    values = np.minimum(EPOCHS / 500, 1.0) * 0.3
+    values[8] = 2.0  # a single outlier at epoch 200
+    found = analysis.rise(EPOCHS, values)
+    assert found["peak"] == pytest.approx(0.3) and found["peak_epoch"] >= 500
+
+
+def test_rising_lags_put_structure_after_function_when_it_rises_later():
+    rows = []
+    for run, shift in (("a", 100), ("b", 200)):
+        functional = _rise_and_decay(300)
+        structural = np.clip((EPOCHS - shift) / 600, 0, 1) * 0.1
+        rows += [{"run": run, "epoch": e, "Q_corr": f, "Q_str": s}
+                 for e, f, s in zip(EPOCHS, functional, structural)]
+    lags = analysis.rising_lags(pd.DataFrame(rows), "Q_corr", "Q_str")
+    # structure: half its rise at shift + 300; function: on its rising limb at 175
+    assert list(lags) == [225.0, 325.0]

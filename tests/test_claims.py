@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy.stats import mannwhitneyu, wilcoxon
 
-from mifd import claims
+from mifd import analysis, claims
 
 
 def test_exact_tests_match_scipy_without_ties():
@@ -329,3 +329,114 @@ def test_relation_reads_a_monotone_pairing_and_refuses_too_few_runs():
     assert claims.relation("c", "x", "y", range(8), range(8)).verdict == "yes"
     assert claims.relation("c", "x", "y", range(8), [3, 1, 4, 1, 5, 9, 2, 6]).verdict == "no"
     assert claims.relation("c", "x", "y", range(3), range(3)).verdict == "not decidable"
+
+
+# --- effect sizes and rates ----------------------------------------------------------------
+
+@pytest.mark.parametrize("m,n", [(1, 1), (2, 3), (3, 3), (4, 2), (5, 5)])
+def test_the_mann_whitney_null_counts_every_split_once(m, n):
+    from collections import Counter
+    from itertools import combinations
+    from math import comb
+
+    counts = claims._mann_whitney_counts(m, n)
+    assert counts.sum() == comb(m + n, m)
+    brute = Counter()
+    for first in combinations(range(m + n), m):  # values 0…m+n−1, the first sample's
+        brute[sum(1 for x in first for y in set(range(m + n)) - set(first) if x > y)] += 1
+    np.testing.assert_array_equal(counts, [brute[u] for u in range(m * n + 1)])
+
+
+def test_the_hodges_lehmann_interval_cuts_the_tabled_number_of_differences():
+    # 10 vs 10 at 95 %: the two-sided critical U is 23, so the interval runs from the 24th
+    # smallest to the 24th largest of the 100 differences, with confidence 1 − 2·P(U ≤ 23)
+    a, b = np.arange(10) + 3.0, np.arange(10.0)
+    shift, low, high, achieved = claims.hodges_lehmann(a, b)
+    differences = np.sort(np.subtract.outer(a, b).ravel())
+    assert shift == 3.0
+    assert (low, high) == (differences[23], differences[-24])
+    assert achieved == pytest.approx(0.9567, abs=1e-4)
+
+
+def test_too_few_runs_give_no_interval_and_say_so():
+    shift, low, high, achieved = claims.hodges_lehmann([1, 2, 3], [0, 0.5, 1])
+    assert shift == 1.5 and np.isinf(low) and np.isinf(high)
+    assert "no interval with these runs" in claims.shift_text([1, 2, 3], [0, 0.5, 1])
+    assert claims.shift_text([], [1]) == "shift –"
+
+
+def test_the_interval_covers_the_true_shift_at_least_as_often_as_it_claims():
+    rng = np.random.default_rng(0)
+    covered, trials = 0, 400
+    for _ in range(trials):
+        a, b = rng.standard_normal(6) + 0.7, rng.standard_normal(5)
+        _, low, high, achieved = claims.hodges_lehmann(a, b)
+        covered += low <= 0.7 <= high
+    assert covered / trials >= achieved - 0.03
+
+
+def test_clopper_pearson_matches_its_tabled_values():
+    assert claims.clopper_pearson(7, 10) == pytest.approx((0.3475, 0.9333), abs=1e-4)
+    assert claims.clopper_pearson(0, 10) == pytest.approx((0.0, 0.3085), abs=1e-4)
+    assert claims.clopper_pearson(10, 10)[1] == 1.0
+    assert claims.rate_text(7, 10) == "7 of 10 (0.35–0.93)"
+
+
+def test_fisher_exact_reaches_its_smallest_p_only_at_all_against_none():
+    from math import comb
+
+    assert claims.rates_p(10, 10, 0, 10) == pytest.approx(1 / comb(20, 10))
+    assert claims.min_p_rates(10, 10) == pytest.approx(1 / comb(20, 10))
+    assert claims.rates_p(7, 10, 7, 10) > 0.5
+    assert claims.rates_p(0, 10, 10, 10, "less") == pytest.approx(1 / comb(20, 10))
+
+
+def test_a_comparison_with_the_control_prints_its_shift_and_interval():
+    v = claims.versus_control("c", "Q", np.arange(10) + 3.0, np.arange(10.0))
+    assert "shift +3.000 [0.000, 6.000] (95.7%)" in v.numbers
+
+
+def test_run_counts_are_compared_exactly_and_a_control_against_itself_says_no():
+    mi, control = [True] * 8 + [False] * 2, [True] * 2 + [False] * 8
+    v = claims.more_runs("c", "succeed", mi, control)
+    assert v.verdict == "yes" and v.p < 0.05
+    assert v.numbers.startswith("8 of 10 (0.44–0.97) vs control 2 of 10 (0.03–0.56)")
+    assert claims.more_runs("c", "succeed", control, control).verdict == "no"
+    assert claims.more_runs("c", "succeed", [True, True], [False]).verdict == "not decidable"
+    fewer = claims.more_runs("c", "succeed", control, mi, alternative="less")
+    assert fewer.verdict == "yes" and "fewer runs succeed" in fewer.rule
+
+
+def test_persistence_says_no_for_runs_that_fade_and_yes_for_runs_that_stay():
+    fade = claims.persists("c", "Q_corr", np.linspace(0.0, 0.3, 10))
+    assert fade.verdict == "no" and "above 50% in 0 of 10 runs" in fade.numbers
+    stay = claims.persists("c", "Q_corr", np.linspace(0.7, 1.0, 10))
+    assert stay.verdict == "yes"
+    assert claims.persists("c", "Q_corr", [0.9, 0.95, 1.0]).verdict == "not decidable"
+    assert "(2 never rose)" in claims.persists("c", "Q", [0.9, np.nan, np.nan, 1.0]).numbers
+
+
+def test_a_measure_that_finds_precedence_in_the_controls_too_is_uninformative():
+    later = np.arange(1.0, 11.0) * 25
+    mixed = np.array([25.0, -25, 50, -50, 75, -75, 25, -25, 0, 0])
+    rows = claims.precedence_against_control("c", {"m": later}, {"m": later})
+    assert rows[0].verdict == "uninformative" and "on the controls:" in rows[0].numbers
+    rows = claims.precedence_against_control("c", {"m": later}, {"m": mixed})
+    assert rows[0].verdict == "yes"
+    words = claims.summary(claims.table(claims.precedence_against_control(
+        "c", {"m": later}, {"m": later})))
+    assert words.loc[0, "rules"] == "1 uninformative of 1 rule"
+
+
+def test_the_rising_limb_finds_no_precedence_in_controls_that_never_differentiate():
+    # controls: both indices wander around a constant level; nothing rises for long
+    rng = np.random.default_rng(3)
+    epochs = np.arange(0, 1001, 25)
+    rows = []
+    for run in range(10):
+        for name in ("D_corr", "D_out"):
+            values = 0.1 + 0.02 * rng.standard_normal(epochs.size)
+            rows.append(pd.DataFrame({"run": run, "epoch": epochs, "index": name, "v": values}))
+    table = pd.concat(rows).pivot_table(index=["run", "epoch"], columns="index", values="v").reset_index()
+    lags = analysis.rising_lags(table, "D_corr", "D_out")
+    assert claims.precedence("c", {"rising limb": lags})[0].verdict != "yes"
