@@ -8,6 +8,7 @@ the condition with MI minimisation, the second its control (the order of
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -449,3 +450,105 @@ def stored_records(task: str, results_dir=None) -> list:
     """Every complete record of `task` under `results_dir` (default: the repository's results/)."""
     root = store.RESULTS if results_dir is None else Path(results_dir)
     return [store.load_record(p.parent) for p in sorted(root.glob(f"{task}/*/seed-*/{store.MANIFEST}"))]
+
+
+# --- beside the authors' code ---------------------------------------------------------------
+
+STEP_DIFFERENTIAL = Path("reference") / "step_differential.json"
+
+
+def step_differential(results_dir=None) -> dict[str, Any] | None:
+    """The stored report of `reference/step_differential.py` (one step of mifd and of the
+    authors' code on the same weights and draws), or None when none is stored."""
+    root = store.RESULTS if results_dir is None else Path(results_dir)
+    path = root / STEP_DIFFERENTIAL
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def step_differential_table(report: dict[str, Any]) -> pd.DataFrame:
+    """One row per quantity of the report, one column per case: the largest relative
+    difference between mifd and the authors' code, the negative control's beside it where
+    there is one (mifd against itself with the rows summed in reverse order), and the
+    verdict ("rounding", "within mifd's own drift" or "differs")."""
+    def cell(row: dict) -> str:
+        if not row["within_rounding"]:
+            word = "differs"
+        else:
+            word = "within mifd's own drift" if "control_relative" in row else "rounding"
+        control = (f" (itself {row['control_relative']:.2g})" if "control_relative" in row
+                   else "")
+        return f"{row['relative']:.2g}{control}: {word}"
+
+    columns = {"quantity": [r["quantity"] for r in next(iter(report["cases"].values()))["rows"]]}
+    for case, content in report["cases"].items():
+        columns[case] = [cell(row) for row in content["rows"]]
+    return pd.DataFrame(columns)
+
+
+def step_differential_summary(report: dict[str, Any]) -> str:
+    """The report in sentences: per case, how many quantities agree within rounding and which
+    differ (with the tensor), and the stated tolerance."""
+    parts = []
+    for case, content in report["cases"].items():
+        rows = content["rows"]
+        differ = [f"{r['quantity']} ({r['largest_in']}, relative {r['relative']:.2g})"
+                  for r in rows if not r["within_rounding"]]
+        agree = len(rows) - len(differ)
+        where = f" ({content['record']})" if content.get("record") else ""
+        parts.append(f"On the {case}{where}, {agree} of {len(rows)} quantities agree within float32 "
+                     "rounding, or within the drift of mifd against itself" +
+                     (f"; {len(differ)} differ: " + "; ".join(differ) if differ else "") + ".")
+    differing = {r["largest_in"] for c in report["cases"].values() for r in c["rows"]
+                 if not r["within_rounding"]}
+    if differing == {"dense_out.bias"}:
+        parts.append("Apart from the critic's output bias, on which the bound does not depend, "
+                     "one training step of this companion computes what one step of the "
+                     "authors' code computes.")
+    return (" ".join(parts) + f" Rounding here means a relative difference of at most "
+            f"{report['tolerance']:.2g}, the worst case of a float32 sum over the batch's rows "
+            f"(authors' code at {report['authors_commit'][:7]}, TensorFlow "
+            f"{report['tensorflow']}, tf-keras {report['tf_keras']}; mifd at "
+            f"{report['mifd_commit'][:7]}; {report['cpu']}).")
+
+
+def step_differential_short(report: dict[str, Any] | None) -> str:
+    """One clause for the front page: what the step comparison found."""
+    if report is None:
+        return "no step of the two has been compared yet."
+    differing = sorted({r["largest_in"] for c in report["cases"].values() for r in c["rows"]
+                        if not r["within_rounding"]})
+    if not differing:
+        return ("one training step of this companion computes what one step of theirs "
+                "computes, within float32 rounding, on the same weights and draws.")
+    if differing == ["dense_out.bias"]:
+        return ("one training step of this companion computes what one step of theirs "
+                "computes, within float32 rounding, on the same weights and draws, except "
+                "the critic's output bias, which their float32 arithmetic moves although the "
+                "bound does not depend on it.")
+    return ("one training step of the two differs beyond float32 rounding in "
+            + ", ".join(differing) + ".")
+
+
+def authors_records(results_dir=None) -> list:
+    """Every stored record of the authors' code (results/reference/wm/…)."""
+    root = store.RESULTS if results_dir is None else Path(results_dir)
+    return stored_records("wm", root / "reference")
+
+
+def authors_table(records: list) -> pd.DataFrame:
+    """One row per stored run of the authors' code: seed, λ, epochs trained, the mean accuracy
+    of the last `ACCURACY_TAIL` epochs, the median training Î of the last 10, the collapses
+    (`collapse_table`'s columns), the epoch it died (a non-finite loss or Î, else None) and
+    seconds per epoch with the processor."""
+    rows = []
+    for r in records:
+        found = analysis.collapses(r.history["mi_before"])
+        rows.append({
+            "seed": r.seed, "λ": r.config.training.lambda_mi, "epochs": len(r.history["loss"]),
+            f"accuracy, last {ACCURACY_TAIL}": float(np.mean(r.history["accuracy"][-ACCURACY_TAIL:])),
+            "Î, median of last 10 (nats)": float(np.median(r.history["mi_before"][-10:])),
+            "collapsed epochs": found["count"], "late share": found["late_share"],
+            "lowest Î": found["minimum"], "died at": r.provenance.get("died_at"),
+            "s/epoch": r.provenance.get("seconds_per_epoch"),
+            "processor": store.cpu_name(r.provenance["cpu"]) if "cpu" in r.provenance else ""})
+    return pd.DataFrame(rows)

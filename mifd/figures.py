@@ -594,3 +594,23 @@ def separation_weights(w_out: np.ndarray, u_h: np.ndarray, title: str) -> Figure
     ax_u.set_ylabel("presynaptic unit i")
     fig.tight_layout()
     return fig
+
+
+def output_bias_courses(courses: dict[str, dict[str, np.ndarray]], start: dict[str, float]
+                        ) -> Figure:
+    """The critic's output bias over repeated critic steps on one batch, one panel per case.
+
+    courses: {case: {implementation: (steps,) bias after each step}}; start: {case: the bias
+    both started from}. The bound does not depend on this bias, so its exact gradient is 0."""
+    fig, axes = _panel_grid(len(courses), 2, 2.6)
+    for ax, (case, lines) in zip(axes.flat, courses.items()):
+        for (name, values), color in zip(lines.items(), ("C0", "C3")):
+            steps = np.arange(0, len(values) + 1)
+            ax.plot(steps, np.concatenate([[start[case]], values]), color=color, lw=1.5,
+                    marker="o", ms=2, label=name)
+        ax.set_title(case, fontsize=8)
+        ax.set_xlabel("critic steps on the same batch")
+        ax.set_ylabel("output bias of the critic")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    _legend_below(fig, handles, labels, columns=2)
+    return fig

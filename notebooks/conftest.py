@@ -36,6 +36,7 @@ PARAMETERS = {
     "06_beyond": {"profile_name": "smoke", "epochs": 4, "seeds": [1, 2], "lambdas": [0.0, 0.1],
                   "pilot_seed": 1, "pilot_epochs": 4, "l1_seeds": [1, 2],
                   "control_seeds": [1, 2]},
+    "07_authors_code": {"results_dir": "/nonexistent/mifd-results"},  # nothing stored
     "results": {"wm_profile": "smoke", "wm_seeds": [1, 2], "paper_seeds": [1],
                 "separation_profile": "smoke", "separation_seeds": [1, 2]},
     "costs": {"staging_dir": EMPTY_STAGING, "wm_seeds": [1, 2], "separation_seeds": [1, 2]},
