@@ -36,14 +36,6 @@ def pulse_statistics(batch: WMBatch, cfg: WMTaskConfig) -> dict[str, tuple[float
     }
 
 
-def channel_names() -> list[str]:
-    """Names of the four working-memory input channels, in channel order."""
-    names = [""] * 4
-    for bit, (on, off) in enumerate(zip(ON_CHANNELS, OFF_CHANNELS), start=1):
-        names[on], names[off] = f"ON{bit}", f"OFF{bit}"
-    return names
-
-
 # --- training records ------------------------------------------------------------------
 
 SUCCESS_ACCURACY = 0.9  # SPEC §6.1: a working-memory run succeeds when final accuracy > 0.9
@@ -174,7 +166,6 @@ def d_index(a: np.ndarray, b: np.ndarray, groups: np.ndarray) -> float:
 # --- neuron–target correlations and the indices of one network (SPEC §6.2–6.5) ----------
 
 BIT_ROWS = tuple(zip(ON_CHANNELS, OFF_CHANNELS))  # W_in rows of bit 1 (ON1, OFF1), of bit 2
-INDEX_NAMES = ("Q_str", "Q_nom_str", "Q_corr", "Q_nom_corr", "D_corr", "D_in", "D_out")
 
 
 def pooled(x: np.ndarray, n_transient: int) -> np.ndarray:

@@ -476,7 +476,6 @@ def deviation_rows(name: str, task_name: str) -> list[tuple[str, Any, Any]]:
 # (read at commit 59a2f79), or this package where the authors' code has no such setting (then
 # the `paper` value reproduces their behaviour). Keys are `section.field`; a section's entry
 # covers every field of it that has no entry of its own.
-AUTHORS_REPOSITORY = "https://github.com/cncs-fit/mio_rnn"
 MIFD_ONLY = "mifd only: the authors' code has no such switch; this value does what it does"
 _SOURCES: dict[str, dict[str, str]] = {
     "wm": {
