@@ -400,21 +400,14 @@ _DEVIATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "training.n_sm_steps": 2,
         "training.n_mm_steps": 2,
     },
-    # The paper's 1000 epochs since 2026-12-06 (300 before; those records are now `book`
-    # with --set training.epochs=300, read by chapter 3's ε and bf16 comparisons). The critic
-    # sees a tenth of the rows: chapter 3's pilot found a quarter no closer to the paper runs.
-    # Measured (1 thread): paper 24.4 s/epoch alone (6.8 h a run, AMD, 2026-11-25); book in
-    # cohorts of 4, two cohorts side by side, ≈1.9 core-s per run-epoch (Intel Xeon with AMX,
-    # 2026-12-05), so ≈32 core-minutes a run.
+    # The critic sees a tenth of the rows (chapter 3's pilot found a quarter no closer to the
+    # paper runs); everything else, the 1000 epochs included, is the paper's. What a run
+    # costs is measured on the cost page, from the records' provenance.
     ("book", "wm"): {"estimator.sample_fraction": 0.1},
-    # Measured here (1 thread, 2026-11-25): see benchmarks/bench_separation.py. The paper's
-    # sequences are 10 000 samples; these keep the sampling interval and cut them to 1000
-    # (the time spans scale with n_samples), subsample the critic's rows, and take fewer
-    # critic steps and epochs. 60 epochs since 2026-12-05, chosen by chapter 5's search
-    # (`evidence.SEPARATION_SEARCH`; the 30-epoch `book` it started from is `SEARCH_BASE`):
-    # mean test R² over t ≥ washout with MI minimisation 0.970 over seeds 625–629 (30
-    # epochs: 0.937 for seed 625), ≈63 core-minutes a run on an AMD EPYC Zen 1 and ≈30 on
-    # an Intel Xeon with AVX-512 (1 thread, two runs at a time).
+    # The paper's sequences are 10 000 samples; these keep the sampling interval and cut them
+    # to 5000 (the time spans scale with n_samples), subsample the critic's rows, and take
+    # fewer critic steps and epochs; the 60 epochs are chapter 5's search's choice
+    # (`evidence.SEPARATION_SEARCH`). Costs: the cost page and benchmarks/bench_separation.py.
     ("book", "separation"): {
         "task.n_samples": 5000,
         "task.lorenz_t_end": 100.0 * 5000 / 14_000,
