@@ -485,6 +485,12 @@ def step_differential_table(report: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
+def _differing(report: dict[str, Any]) -> set[str]:
+    """The tensors where some quantity of the report differs beyond its tolerance."""
+    return {r["largest_in"] for c in report["cases"].values() for r in c["rows"]
+            if not r["within_rounding"]}
+
+
 def step_differential_summary(report: dict[str, Any]) -> str:
     """The report in sentences: per case, how many quantities agree within rounding and which
     differ (with the tensor), and the stated tolerance."""
@@ -498,9 +504,7 @@ def step_differential_summary(report: dict[str, Any]) -> str:
         parts.append(f"On the {case}{where}, {agree} of {len(rows)} quantities agree within float32 "
                      "rounding, or within the drift of mifd against itself" +
                      (f"; {len(differ)} differ: " + "; ".join(differ) if differ else "") + ".")
-    differing = {r["largest_in"] for c in report["cases"].values() for r in c["rows"]
-                 if not r["within_rounding"]}
-    if differing == {"dense_out.bias"}:
+    if _differing(report) == {"dense_out.bias"}:
         parts.append("Apart from the critic's output bias, on which the bound does not depend, "
                      "one training step of this companion computes what one step of the "
                      "authors' code computes.")
@@ -515,8 +519,7 @@ def step_differential_short(report: dict[str, Any] | None) -> str:
     """One clause for the front page: what the step comparison found."""
     if report is None:
         return "no step of the two has been compared yet."
-    differing = sorted({r["largest_in"] for c in report["cases"].values() for r in c["rows"]
-                        if not r["within_rounding"]})
+    differing = sorted(_differing(report))
     if not differing:
         return ("one training step of this companion computes what one step of theirs "
                 "computes, within float32 rounding, on the same weights and draws.")
@@ -536,19 +539,15 @@ def authors_records(results_dir=None) -> list:
 
 
 def authors_table(records: list) -> pd.DataFrame:
-    """One row per stored run of the authors' code: seed, λ, epochs trained, the mean accuracy
-    of the last `ACCURACY_TAIL` epochs, the median training Î of the last 10, the collapses
-    (`collapse_table`'s columns), the epoch it died (a non-finite loss or Î, else None) and
-    seconds per epoch with the processor."""
-    rows = []
-    for r in records:
-        found = analysis.collapses(r.history["mi_before"])
-        rows.append({
-            "seed": r.seed, "λ": r.config.training.lambda_mi, "epochs": len(r.history["loss"]),
-            f"accuracy, last {ACCURACY_TAIL}": float(np.mean(r.history["accuracy"][-ACCURACY_TAIL:])),
-            "Î, median of last 10 (nats)": float(np.median(r.history["mi_before"][-10:])),
-            "collapsed epochs": found["count"], "late share": found["late_share"],
-            "lowest Î": found["minimum"], "died at": r.provenance.get("died_at"),
-            "s/epoch": r.provenance.get("seconds_per_epoch"),
-            "processor": store.cpu_name(r.provenance["cpu"]) if "cpu" in r.provenance else ""})
-    return pd.DataFrame(rows)
+    """One row per stored run of the authors' code: seed, λ, epochs trained, the median
+    training Î of the last 10, `collapse_table`'s columns (collapses and the mean accuracy of
+    the last `ACCURACY_TAIL` epochs), the epoch it died (a non-finite loss or Î, else None)
+    and seconds per epoch with the processor."""
+    collapsed = collapse_table({"authors' code": records}).drop(columns=["condition", "seed"])
+    own = pd.DataFrame([{
+        "seed": r.seed, "λ": r.config.training.lambda_mi, "epochs": len(r.history["loss"]),
+        "Î, median of last 10 (nats)": float(np.median(r.history["mi_before"][-10:])),
+        "died at": r.provenance.get("died_at"), "s/epoch": r.provenance.get("seconds_per_epoch"),
+        "processor": store.cpu_name(r.provenance["cpu"]) if "cpu" in r.provenance else ""}
+        for r in records])
+    return pd.concat([own.iloc[:, :4], collapsed, own.iloc[:, 4:]], axis=1)

@@ -37,14 +37,18 @@ from mifd import store
 from mifd.cli import _seeds as seed_list
 from mifd.config import RunConfig, profile
 
-from .step_differential import TF_PACKAGES, checkout_commit
+from .step_differential import (
+    REPOSITORY,
+    TF_PACKAGES,
+    checkout_commit,
+    require_checkout,
+)
 from .tf_venv import tensorflow_python
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "results" / "reference"
 WORK = ROOT / "_build" / "reference-runs"
 DRIVER = Path(__file__).with_name("authors_run.py")
-REPOSITORY = "cncs-fit/mio_rnn"
 # their loss list → mifd's history key
 HISTORY_NAMES = {"total": "loss", "task": "mse", "accs": "accuracy", "regularizer": "l2",
                  "mi_before": "mi_before", "mi_after": "mi_after"}
@@ -110,8 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    if not (args.checkout / "wm" / "wmtask_train.py").is_file():
-        parser.error(f"{args.checkout} has no wm/wmtask_train.py: not a {REPOSITORY} checkout")
+    require_checkout(parser, args.checkout)
     if args.lambda_mi < 0 or args.epochs <= 0 or args.epochs % 25:
         parser.error("--lambda-mi must be ≥ 0 and --epochs a positive multiple of 25")
     commit = checkout_commit(args.checkout, args.commit)

@@ -64,6 +64,7 @@ from .tf_venv import tensorflow_python
 
 ROOT = Path(__file__).resolve().parent.parent
 AUTHORS_STEP = Path(__file__).with_name("authors_step.py")
+REPOSITORY = "cncs-fit/mio_rnn"
 OUT = ROOT / "results" / "reference" / "step_differential.json"
 TF_PACKAGES = ("tensorflow-cpu", "tf-keras", "scikit-learn", "matplotlib", "pandas",
                "networkx", "seaborn")
@@ -302,6 +303,18 @@ def checkout_commit(checkout: Path, given: str | None) -> str:
     return given
 
 
+def require_checkout(parser: argparse.ArgumentParser, checkout: Path) -> None:
+    """Exit with the parser's one-line error (status 2) unless `checkout` holds the authors'
+    working-memory code."""
+    if not (checkout / "wm" / "wmtask_train.py").is_file():
+        parser.error(f"{checkout} has no wm/wmtask_train.py: not a {REPOSITORY} checkout")
+
+
+def _line(row: dict, note: str) -> str:
+    return (f"{row['quantity']:<24}{row['max_abs_difference']:>10.3g}{row['largest_in']:>20}"
+            f"{row['scale']:>11.3g}{row['relative']:>10.3g}  {note}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkout", type=Path, required=True,
@@ -312,8 +325,7 @@ def main(argv: list[str] | None = None) -> None:
                         default=ROOT / "results" / "wm" / "9e77888b0ca2" / "seed-1001",
                         help="a stored paper-profile record whose last snapshot is a case")
     args = parser.parse_args(argv)
-    if not (args.checkout / "wm" / "wmtask_train.py").is_file():
-        parser.error(f"{args.checkout} has no wm/wmtask_train.py: not a mio_rnn checkout")
+    require_checkout(parser, args.checkout)
     commit = checkout_commit(args.checkout, args.commit)
     python = tensorflow_python(TF_PACKAGES)
     if python is None:
@@ -344,14 +356,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{'quantity':<24}{'max |Δ|':>10}{'largest in':>20}{'its scale':>11}"
               f"{'relative':>10}  verdict")
         for row in rows:
-            verdict = "rounding" if row["within_rounding"] else "DIFFERS"
-            print(f"{row['quantity']:<24}{row['max_abs_difference']:>10.3g}"
-                  f"{row['largest_in']:>20}{row['scale']:>11.3g}{row['relative']:>10.3g}"
-                  f"  {verdict}")
+            print(_line(row, "rounding" if row["within_rounding"] else "DIFFERS"))
         for row in control:
-            print(f"{row['quantity']:<24}{row['max_abs_difference']:>10.3g}"
-                  f"{row['largest_in']:>20}{row['scale']:>11.3g}{row['relative']:>10.3g}"
-                  "  (mifd against mifd, rows reversed)")
+            print(_line(row, "(mifd against mifd, rows reversed)"))
         for who, course in (("mifd", ours), ("authors", theirs)):
             print(f"output bias over {CRITIC_STEPS} critic steps, {who}: "
                   f"{case['critic.dense_out.bias'][0]:.4f} → "

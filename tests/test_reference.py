@@ -99,7 +99,7 @@ def test_the_book_reads_stored_authors_runs(tmp_path):
     records = evidence.authors_records(tmp_path)
     table = evidence.authors_table(records)
     assert len(table) == 1 and table.loc[0, "died at"] == 40
-    assert table.loc[0, "collapsed epochs"] == 11  # epochs 40–50 are −inf
+    assert table.loc[0, "collapses"] == 11  # epochs 40–50 are −inf
     assert evidence.authors_records(tmp_path / "nothing") == []
 
 
