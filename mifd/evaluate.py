@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,12 +108,32 @@ def index_courses(record, seed: int, batch_size: int | None = None,
     return pd.DataFrame(rows)
 
 
+def package_imports(module: Path) -> set[str]:
+    """The names of this package's modules that `module` imports (`from . import a, b` and
+    `from .a import x`), read from its source."""
+    names = set()
+    for line in module.read_text().splitlines():
+        if found := re.match(r"from \.(\w*) import (.+)", line.strip()):
+            names.update([found[1]] if found[1] else
+                         (n.strip(" ()").split(" as ")[0] for n in found[2].split(",")))
+    return {n for n in names if (module.parent / f"{n}.py").exists()}
+
+
 @functools.cache
 def code_version() -> str:
-    """A digest of this package's source files: any change to the code gives a new one."""
+    """A digest of the source of this module and of every package module it imports, directly
+    or through others: a change to the code that computes the indices gives a new one; a change
+    to claims, evidence, figures or the chapters keeps the cached courses."""
+    here = Path(__file__)
+    seen, todo = set(), [here.stem]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(package_imports(here.parent / f"{name}.py"))
     digest = hashlib.sha256()
-    for source in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(source.name.encode() + source.read_bytes())
+    for name in sorted(seen):
+        digest.update(name.encode() + (here.parent / f"{name}.py").read_bytes())
     return digest.hexdigest()
 
 

@@ -1,6 +1,7 @@
 """The alternating working-memory training (SPEC §5.1) at the smoke profile."""
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -371,3 +372,20 @@ def test_a_control_trains_the_same_network_with_either_noise_form(tmp_path):
     for name in a.snapshots:
         np.testing.assert_array_equal(a.snapshots[name], b.snapshots[name])
     assert not np.array_equal(a.history["mi_before"], b.history["mi_before"])
+
+
+def test_the_cache_key_reads_the_code_that_computes_the_indices_and_no_other(tmp_path):
+    package = Path(evaluate.__file__).parent
+    assert evaluate.package_imports(package / "evaluate.py") >= {"analysis", "models", "tasks"}
+    module = tmp_path / "a.py"
+    for name in ("b", "c", "d"):
+        (tmp_path / f"{name}.py").write_text("")
+    module.write_text("from . import b, c as cc\nfrom .d import x\nfrom .missing import y\nimport e\n")
+    assert evaluate.package_imports(module) == {"b", "c", "d"}
+    reached, todo = set(), ["evaluate"]
+    while todo:
+        name = todo.pop()
+        if name not in reached:
+            reached.add(name)
+            todo.extend(evaluate.package_imports(package / f"{name}.py"))
+    assert {"claims", "evidence", "figures", "sweep", "cli"}.isdisjoint(reached)
