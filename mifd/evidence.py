@@ -416,13 +416,12 @@ def results_sources(wm_profile: str, wm_seeds, wm_lambda: float, paper_seeds,
 
 # --- the critic's collapses (#35) ----------------------------------------------------------
 
-ACCURACY_TAIL = 50  # epochs whose mean accuracy is a run's end-of-training accuracy here
 
 
 def collapse_table(records: dict[str, list], finals: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per run of {label: runs}: where its training estimate collapses
     (`analysis.collapses` of "mi_before": "collapses", "late share" of epochs 501–E, "first
-    collapse", "lowest Î"), its mean accuracy over the last `ACCURACY_TAIL` epochs, and, from
+    collapse", "lowest Î"), its mean accuracy over the last `claims.END_ACCURACY_EPOCHS` epochs, and, from
     `finals` (`wm_finals`: "condition", "seed", "D_corr") where given, its final D_corr."""
     rows = []
     for label, runs in records.items():
@@ -431,8 +430,8 @@ def collapse_table(records: dict[str, list], finals: pd.DataFrame | None = None)
             rows.append({"condition": label, "seed": r.seed, "collapses": found["count"],
                          "late share": found["late_share"], "first collapse": found["first"],
                          "lowest Î": found["minimum"],
-                         f"accuracy, last {ACCURACY_TAIL}": float(
-                             np.mean(r.history["accuracy"][-ACCURACY_TAIL:]))})
+                         f"accuracy, last {claims.END_ACCURACY_EPOCHS}": float(
+                             np.mean(r.history["accuracy"][-claims.END_ACCURACY_EPOCHS:]))})
     table = pd.DataFrame(rows)
     if finals is not None:
         table = table.merge(finals[["condition", "seed", "D_corr"]], on=["condition", "seed"])
@@ -541,7 +540,7 @@ def authors_records(results_dir=None) -> list:
 def authors_table(records: list) -> pd.DataFrame:
     """One row per stored run of the authors' code: seed, λ, epochs trained, the median
     training Î of the last 10, `collapse_table`'s columns (collapses and the mean accuracy of
-    the last `ACCURACY_TAIL` epochs), the epoch it died (a non-finite loss or Î, else None)
+    the last `claims.END_ACCURACY_EPOCHS` epochs), the epoch it died (a non-finite loss or Î, else None)
     and seconds per epoch with the processor."""
     collapsed = collapse_table({"authors' code": records}).drop(columns=["condition", "seed"])
     own = pd.DataFrame([{
@@ -551,3 +550,111 @@ def authors_table(records: list) -> pd.DataFrame:
         "processor": store.cpu_name(r.provenance["cpu"]) if "cpu" in r.provenance else ""}
         for r in records])
     return pd.concat([own.iloc[:, :4], collapsed, own.iloc[:, 4:]], axis=1)
+
+
+# --- why the book departs from the paper (#35): the critic or the dose -----------------------
+
+AUTHORS_CRITIC, WELL_POSED, CONTROL = "authors' critic", "well-posed critic", "λ = 0 (control)"
+
+
+def departure_conditions(profile_name: str, lambda_mi: float, dose_lambda: float,
+                         epochs: int | None = None) -> dict[str, RunConfig]:
+    """The four conditions of the departure: {label: config} for the authors' critic at
+    `lambda_mi` (the reference), the control, the well-posed critic (the estimator's noise on
+    both terms of the bound, `estimator.noise_asymmetric = False`) at `lambda_mi`, and the
+    authors' critic at `dose_lambda`; the order in which figures colour them."""
+    mi, control = sweep.conditions("wm", profile_name, lambda_mi, epochs).values()
+    return {f"λ = {lambda_mi:g}, {AUTHORS_CRITIC}": mi, CONTROL: control,
+            f"λ = {lambda_mi:g}, {WELL_POSED}": mi.replace(**{"estimator.noise_asymmetric": False}),
+            f"λ = {dose_lambda:g}, {AUTHORS_CRITIC}": mi.replace(**{"training.lambda_mi": dose_lambda})}
+
+
+def end_table(courses: pd.DataFrame, records: dict[str, list]) -> pd.DataFrame:
+    """One row per run of {label: runs} (`courses`: `wm_courses` of the same records): the
+    collapse columns of `collapse_table`, "accuracy end" (the mean accuracy of the last
+    `claims.END_ACCURACY_EPOCHS` epochs), "Q_corr end", "D_corr end" and "Q_str end" (the
+    mean of the last `analysis.END_SNAPSHOTS` snapshots), and per run whether it "succeeds"
+    (accuracy end > claims.SUCCESS["accuracy"]), is "functional" (D_corr end >
+    claims.FUNCTIONAL_D) and "structural" (Q_str end > claims.STRUCTURAL_Q) at the end, and
+    "paper end": succeeds and functional, the rule of `claims.departure`."""
+    table = collapse_table(records).rename(
+        columns={f"accuracy, last {claims.END_ACCURACY_EPOCHS}": "accuracy end"})
+    ends = (courses.sort_values("epoch").groupby(["condition", "seed"], sort=False)
+            [["Q_corr", "D_corr", "Q_str"]].agg(lambda v: v.iloc[-analysis.END_SNAPSHOTS:].mean())
+            .add_suffix(" end").reset_index())
+    table = table.merge(ends, on=["condition", "seed"])
+    table["succeeds"] = table["accuracy end"] > claims.SUCCESS["accuracy"]
+    table["functional"] = table["D_corr end"] > claims.FUNCTIONAL_D
+    table["structural"] = table["Q_str end"] > claims.STRUCTURAL_Q
+    table["paper end"] = table["succeeds"] & table["functional"]
+    return table
+
+
+def end_counts(ends: pd.DataFrame) -> pd.DataFrame:
+    """Per condition of an `end_table` (rows in its order): how many runs succeed, are
+    functional, structural, both, and end as the paper describes, each as a count with its
+    exact interval (`claims.rate_text`), and the median late collapse share."""
+    rows = {}
+    for label, runs in ends.groupby("condition", sort=False):
+        counts = {name: claims.rate_text(int(runs[column].sum()), len(runs)) for name, column in
+                  (("succeed", "succeeds"), ("functional at the end", "functional"),
+                   ("structural at the end", "structural"), ("end as the paper describes", "paper end"))}
+        both = runs["paper end"] & runs["structural"]
+        counts["… and structural"] = claims.rate_text(int(both.sum()), len(runs))
+        counts["late collapse share, median"] = f"{runs['late share'].median():.1%}"
+        rows[label] = counts
+    return pd.DataFrame(rows)
+
+
+def departure_verdicts(ends: pd.DataFrame, reference: str, variants) -> dict[str, pd.DataFrame]:
+    """{variant label: `claims.departure` table of that condition's runs against the
+    `reference` condition's} for each label of `variants`."""
+    by = {label: runs for label, runs in ends.groupby("condition", sort=False)}
+    return {label: claims.table(claims.departure(by[label], by[reference], against=reference))
+            for label in variants if label in by and reference in by}
+
+
+def _at(label: str) -> str:
+    """"the well-posed critic at λ = 0.1" for the `departure_conditions` label "λ = 0.1,
+    well-posed critic"."""
+    lam, critic = label.split(", ", 1)
+    return f"the {critic} at {lam}"
+
+
+def departure_text(verdicts: dict[str, pd.DataFrame], reference: str, pushes_less: bool | None
+                   ) -> str:
+    """The departure in sentences: per variant of `departure_verdicts` (labels of
+    `departure_conditions`), how many of its runs end as the paper describes against the
+    `reference`'s, its D_corr at the end and its collapses; then which explanation the rule
+    supports. `pushes_less`: whether a critic on the `book` share of the rows pushed the
+    network less than one on all of them (chapter 3's measurement; None when none is stored)."""
+    said = {label: {"more": t.iloc[0]["verdict"] == "yes", "fewer": t.iloc[2]["verdict"] == "yes",
+                    "rows": t} for label, t in verdicts.items()}
+    parts = []
+    for label, v in said.items():
+        rows = v["rows"]
+        parts.append(f"With {_at(label)}, the runs that end as the paper describes: "
+                     f"{rows.iloc[0]['numbers']}, {'more' if v['more'] else 'not detectably more'} "
+                     f"than with {_at(reference)}; D_corr at the end {rows.iloc[1]['numbers']}; "
+                     f"its training estimate collapses {'less' if v['fewer'] else 'not detectably less'} "
+                     f"({rows.iloc[2]['numbers']}).")
+    well_posed = next((label for label in said if WELL_POSED in label), None)
+    dose = next((label for label in said if label != well_posed), None)
+    if well_posed is not None:
+        parts.append(
+            "The first two columns at the same λ differ only in which samples the critic's noise "
+            "reaches, so by the rule the authors' critic, whose bound has no finite supremum and "
+            "collapses, is what makes the book depart from the paper." if said[well_posed]["more"]
+            else "By the rule the critic's form does not explain the departure: the well-posed "
+                 "critic does not change the end of training detectably.")
+    if dose is not None:
+        text = (f"With {_at(dose)} the paper's end of training is reached too"
+                + (", with fewer collapses" if said[dose]["fewer"] else "")
+                if said[dose]["more"] else
+                f"{_at(dose)[0].upper()}{_at(dose)[1:]} does not change the end of training detectably")
+        if pushes_less is False:
+            text += ("; a fresh critic on the `book` share of the rows pushes the network as hard "
+                     "as one on all of them (chapter 3, *How hard the critic pushes*), so the `book` profile's smaller "
+                     "critic does not under-dose the constraint")
+        parts.append(text + ".")
+    return " ".join(parts)

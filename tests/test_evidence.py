@@ -197,3 +197,74 @@ def test_end_of_training_reads_the_peak_and_the_last_snapshot():
     assert not table.loc[1, "functional at the end"] and table.loc[1, "structural at the end"]
     assert table.loc[2, "functional at the end"] and not table.loc[2, "structural at the end"]
     assert evidence.end_of_training(courses, "MI", differentiation_q=0.08).loc[1, "structural at the end"]
+
+
+def _runs_with(label_histories):
+    """{label: [stand-in records]} with the history keys collapse_table reads."""
+    from types import SimpleNamespace
+
+    return {label: [SimpleNamespace(seed=seed, history={"mi_before": mi, "accuracy": acc})
+                    for seed, (mi, acc) in histories.items()]
+            for label, histories in label_histories.items()}
+
+
+def test_end_table_reads_the_last_snapshots_and_epochs_and_counts_the_paper_end():
+    epochs = 600
+    steady, collapsing = np.full(epochs, 0.3), np.where(np.arange(epochs) % 2, -5.0, 0.3)
+    records = _runs_with({"A": {1: (steady, np.full(epochs, 0.95)), 2: (collapsing, np.r_[np.full(550, 0.99), np.full(50, 0.85)])}})
+    snapshots = np.arange(0, epochs + 1, 100)
+    d_corr = {1: [0.1, 0.9, 0.9, 0.2, 0.8, 0.8, 0.8], 2: [0.1, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9]}
+    courses = pd.DataFrame([{"condition": "A", "seed": s, "epoch": e, "Q_corr": 0.3, "D_corr": d,
+                             "Q_str": 0.05 * s} for s in (1, 2) for e, d in zip(snapshots, d_corr[s])])
+    table = evidence.end_table(courses.sample(frac=1, random_state=0), records).set_index("seed")
+    assert table.loc[1, "D_corr end"] == pytest.approx(np.mean([0.9, 0.2, 0.8, 0.8, 0.8]))
+    assert table.loc[1, "accuracy end"] == pytest.approx(0.95) and table.loc[2, "accuracy end"] == pytest.approx(0.85)
+    assert table.loc[1, "paper end"] and not table.loc[2, "paper end"]  # seed 2 ends at 0.85
+    assert table.loc[2, "late share"] == pytest.approx(0.5) and table.loc[1, "late share"] == 0
+    assert not table.loc[1, "structural"] and not table.loc[2, "structural"]
+    counts = evidence.end_counts(table.reset_index())
+    assert counts.loc["end as the paper describes", "A"].startswith("1 of 2")
+    assert counts.loc["late collapse share, median", "A"] == "25.0%"
+
+
+def _ends(label, paper, d_corr, share):
+    return pd.DataFrame({"condition": label, "seed": range(len(paper)), "paper end": paper,
+                         "D_corr end": d_corr, "late share": share})
+
+
+def test_the_departure_rule_names_a_variant_only_where_its_runs_end_as_the_paper_describes():
+    reference, well_posed, dose = ("λ = 0.1, authors' critic", "λ = 0.1, well-posed critic",
+                                   "λ = 0.3, authors' critic")
+    n = 10
+    ends = pd.concat([
+        _ends(reference, [True] + [False] * (n - 1), np.linspace(0.1, 0.6, n), np.linspace(0.1, 0.3, n)),
+        _ends(well_posed, [True] * n, np.linspace(0.8, 0.9, n), np.zeros(n)),
+        _ends(dose, [True] + [False] * (n - 1), np.linspace(0.1, 0.6, n), np.linspace(0.1, 0.3, n))])
+    verdicts = evidence.departure_verdicts(ends, reference, [well_posed, dose, "absent"])
+    assert set(verdicts) == {well_posed, dose}
+    assert list(verdicts[well_posed]["verdict"]) == ["yes", "yes", "yes"]
+    assert list(verdicts[dose]["verdict"]) == ["no", "no", "no"]  # nothing happens: the rule fails
+    text = evidence.departure_text(verdicts, reference, pushes_less=False)
+    assert "the authors' critic, whose bound has no finite supremum" in text
+    assert "the authors' critic at λ = 0.3 does not change the end of training detectably" in text.lower()
+    assert "does not under-dose" in text
+    swapped = evidence.departure_text({well_posed: verdicts[dose], dose: verdicts[well_posed]},
+                                      reference, pushes_less=None)
+    assert "the critic's form does not explain the departure" in swapped
+    assert "reached too, with fewer collapses." in swapped and "under-dose" not in swapped
+
+
+def test_too_few_runs_leave_the_departure_undecided():
+    ends = pd.concat([_ends("λ = 0.1, authors' critic", [False, False], [0.1, 0.2], [0.2, 0.3]),
+                      _ends("λ = 0.1, well-posed critic", [True, True], [0.9, 0.8], [0.0, 0.0])])
+    table = evidence.departure_verdicts(ends, "λ = 0.1, authors' critic", ["λ = 0.1, well-posed critic"])
+    assert set(next(iter(table.values()))["verdict"]) == {"not decidable"}
+
+
+def test_departure_conditions_differ_from_the_reference_in_one_setting_each():
+    conditions = evidence.departure_conditions("smoke", 0.1, 0.3)
+    reference, control, well_posed, dose = conditions.values()
+    assert list(conditions)[0] == "λ = 0.1, authors' critic" and reference.estimator.noise_asymmetric
+    assert control.training.lambda_mi == 0 and not well_posed.estimator.noise_asymmetric
+    assert well_posed.replace(**{"estimator.noise_asymmetric": True}) == reference
+    assert dose.replace(**{"training.lambda_mi": 0.1}) == reference
