@@ -381,10 +381,13 @@ def runs_text(records: dict[str, list]) -> str:
 
 def results_sources(wm_profile: str, wm_seeds, wm_lambda: float, paper_seeds,
                     separation_profile: str, separation_seeds, separation_lambda: float,
-                    results_dir=None, train_missing: bool = False, analysis_seed: int = 0
-                    ) -> dict[str, Source]:
-    """The results page's columns, {name: Source}: working memory at `wm_profile`, at `paper`
-    where both conditions of some of `paper_seeds` are stored, and separation."""
+                    results_dir=None, train_missing: bool = False, analysis_seed: int = 0,
+                    dose_lambda: float | None = None) -> dict[str, Source]:
+    """The results page's columns, {name: Source}: working memory at `wm_profile`, then (with
+    `dose_lambda`) its well-posed critic at `wm_lambda` and its authors' critic at
+    `dose_lambda` against the same controls, each where some of `wm_seeds` are stored (or
+    trained, with `train_missing`), at `paper` where both conditions of some of `paper_seeds`
+    are stored, and separation."""
     def collect(conditions, seeds):
         return {label: sweep.collect(config, seeds, results_dir, train_missing, progress=False)
                 for label, config in conditions.items()}
@@ -394,6 +397,17 @@ def results_sources(wm_profile: str, wm_seeds, wm_lambda: float, paper_seeds,
     sources[f"working memory, {wm_profile}"] = Source(
         wm_evidence(wm_records, analysis_seed).verdicts, runs_text(wm_records),
         "04_functional_structural.html#the-paper-s-claims-one-by-one", wm_records)
+    if dose_lambda is not None:
+        variants = list(departure_conditions(wm_profile, wm_lambda, dose_lambda).items())[2:]
+        control_label, control = list(wm_records.items())[1]
+        for label, config in variants:
+            runs = (sweep.collect(config, wm_seeds, results_dir, True, progress=False) if train_missing
+                    else [r for s in wm_seeds if (r := store.find_record(config, s, results_dir))])
+            if runs:
+                records = {label: runs, control_label: control}
+                sources[f"working memory, {wm_profile}, {_at(label).removeprefix('the ')}"] = Source(
+                    wm_evidence(records, analysis_seed).verdicts, runs_text(records),
+                    "critic_dose.html#the-paper-s-claims-per-column", records)
     paper_stored = {label: {s: r for s in paper_seeds
                             if (r := store.find_record(config, s, results_dir)) is not None}
                     for label, config in sweep.conditions("wm", "paper", wm_lambda).items()}
@@ -610,7 +624,7 @@ def departure_verdicts(ends: pd.DataFrame, reference: str, variants) -> dict[str
     """{variant label: `claims.departure` table of that condition's runs against the
     `reference` condition's} for each label of `variants`."""
     by = {label: runs for label, runs in ends.groupby("condition", sort=False)}
-    return {label: claims.table(claims.departure(by[label], by[reference], against=reference))
+    return {label: claims.table(claims.departure(by[label], by[reference], against=_at(reference)))
             for label in variants if label in by and reference in by}
 
 
@@ -621,40 +635,64 @@ def _at(label: str) -> str:
     return f"the {critic} at {lam}"
 
 
-def departure_text(verdicts: dict[str, pd.DataFrame], reference: str, pushes_less: bool | None
-                   ) -> str:
-    """The departure in sentences: per variant of `departure_verdicts` (labels of
-    `departure_conditions`), how many of its runs end as the paper describes against the
-    `reference`'s, its D_corr at the end and its collapses; then which explanation the rule
-    supports. `pushes_less`: whether a critic on the `book` share of the rows pushed the
-    network less than one on all of them (chapter 3's measurement; None when none is stored)."""
-    said = {label: {"more": t.iloc[0]["verdict"] == "yes", "fewer": t.iloc[2]["verdict"] == "yes",
-                    "rows": t} for label, t in verdicts.items()}
-    parts = []
-    for label, v in said.items():
-        rows = v["rows"]
-        parts.append(f"With {_at(label)}, the runs that end as the paper describes: "
-                     f"{rows.iloc[0]['numbers']}, {'more' if v['more'] else 'not detectably more'} "
-                     f"than with {_at(reference)}; D_corr at the end {rows.iloc[1]['numbers']}; "
-                     f"its training estimate collapses {'less' if v['fewer'] else 'not detectably less'} "
-                     f"({rows.iloc[2]['numbers']}).")
+def departure_text(ends: pd.DataFrame, reference: str, variants, pushes_less: bool | None) -> str:
+    """The departure in sentences (Markdown): per label of `variants` stored in `ends` (an
+    `end_table`; labels of `departure_conditions`), how many of its runs end as the paper
+    describes against the `reference`'s, its D_corr at the end and its collapses, with the
+    tests of `claims.departure`; then which explanation the rule supports. `pushes_less`:
+    whether a critic on the `book` share of the rows pushed the network less than one on all
+    of them (chapter 3's measurement; None when none is stored)."""
+    by = {label: runs for label, runs in ends.groupby("condition", sort=False)}
+    said, parts = {}, []
+    for label in (v for v in variants if v in by and reference in by):
+        runs, base = by[label], by[reference]
+        rule, d_corr, collapse = claims.departure(runs, base, against=_at(reference))
+        said[label] = {"more": rule.verdict == "yes", "fewer": collapse.verdict == "yes",
+                       "decided": rule.verdict != "not decidable"}
+        word = {"yes": "more", "no": "not detectably more", "not decidable": "too few runs to decide"}
+        parts.append(
+            f"With {_at(label)}, {claims.rate_text(int(runs['paper end'].sum()), len(runs))} runs end "
+            f"as the paper describes, against {claims.rate_text(int(base['paper end'].sum()), len(base))} "
+            f"with {_at(reference)}: {word[rule.verdict]} (exact one-sided Fisher p = {rule.p:.2g}). "
+            f"Its D_corr at the end is {claims.mean_sd(runs['D_corr end'])} against "
+            f"{claims.mean_sd(base['D_corr end'])} (p = {d_corr.p:.2g}, "
+            f"{claims.shift_text(runs['D_corr end'], base['D_corr end'])}), and its training "
+            f"estimate collapses in a median {runs['late share'].median():.0%} of epochs 501–1000 "
+            f"against {base['late share'].median():.0%} (p = {collapse.p:.2g}, "
+            f"{claims.shift_text(runs['late share'], base['late share'])}).")
     well_posed = next((label for label in said if WELL_POSED in label), None)
     dose = next((label for label in said if label != well_posed), None)
-    if well_posed is not None:
+    if well_posed is not None and said[well_posed]["decided"]:
         parts.append(
             "The first two columns at the same λ differ only in which samples the critic's noise "
             "reaches, so by the rule the authors' critic, whose bound has no finite supremum and "
             "collapses, is what makes the book depart from the paper." if said[well_posed]["more"]
             else "By the rule the critic's form does not explain the departure: the well-posed "
                  "critic does not change the end of training detectably.")
-    if dose is not None:
+    if dose is not None and said[dose]["decided"]:
         text = (f"With {_at(dose)} the paper's end of training is reached too"
                 + (", with fewer collapses" if said[dose]["fewer"] else "")
                 if said[dose]["more"] else
                 f"{_at(dose)[0].upper()}{_at(dose)[1:]} does not change the end of training detectably")
         if pushes_less is False:
             text += ("; a fresh critic on the `book` share of the rows pushes the network as hard "
-                     "as one on all of them (chapter 3, *How hard the critic pushes*), so the `book` profile's smaller "
-                     "critic does not under-dose the constraint")
+                     "as one on all of them (chapter 3, *How hard the critic pushes*), so the "
+                     "`book` profile's smaller critic does not under-dose the constraint")
         parts.append(text + ".")
     return " ".join(parts)
+
+
+def departure_short(ends: pd.DataFrame, verdicts: dict[str, pd.DataFrame], reference: str) -> str:
+    """One clause for the front pages: per variant of `departure_verdicts`, how many of its
+    runs end as the paper describes (`end_table`'s "paper end") against the `reference`'s, with
+    the rule's p; "" when nothing is compared."""
+    def count(label: str) -> str:
+        runs = ends.loc[ends["condition"] == label, "paper end"]
+        return f"{int(runs.sum())} of {len(runs)}"
+
+    return "; ".join(
+        f"with {_at(label)}, {count(label)} runs end as the paper describes, against "
+        f"{count(reference)} with {_at(reference)} (exact one-sided Fisher p = "
+        f"{table.iloc[0]['numbers'].rsplit('p = ', 1)[1].rstrip(')')}"
+        f"{'' if table.iloc[0]['verdict'] == 'yes' else ', not detectably more'})"
+        for label, table in verdicts.items())

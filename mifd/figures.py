@@ -144,19 +144,21 @@ CONDITION_COLORS = ("tab:blue", "tab:gray", "tab:green", "tab:purple")
 def learning_curves(curves: dict[str, dict[str, np.ndarray]], ylabels: dict[str, str],
                     xlabel: str = "epoch (= model updates)",
                     ylims: dict[str, tuple[float | None, float | None]] | None = None,
-                    x: np.ndarray | None = None, columns: int | None = None) -> Figure:
+                    x: np.ndarray | dict[str, np.ndarray] | None = None,
+                    columns: int | None = None) -> Figure:
     """Panels of training curves: each run thin, the mean over runs thick, a colour per condition.
 
     curves: {quantity: {condition label: (n_runs, n_points) array}}; ylabels: {quantity: label};
     ylims: optional {quantity: (bottom, top)} display range (None keeps matplotlib's);
-    x: the (n_points,) abscissa (default epochs 1…n_points); columns: panels per row (at most
-    3). One legend under the panels names the conditions.
+    x: the (n_points,) abscissa (default epochs 1…n_points), or {quantity: abscissa} when the
+    panels have their own; columns: panels per row (at most 3). One legend under the panels names the conditions.
     """
     fig, axes = _panel_grid(len(curves), columns, 2.6)
     legend = {}
     for ax, (quantity, by_condition) in zip(axes.flat, curves.items()):
         for color, (label, values) in zip(CONDITION_COLORS, by_condition.items()):
-            epochs = np.arange(1, values.shape[1] + 1) if x is None else x
+            given = x.get(quantity) if isinstance(x, dict) else x
+            epochs = np.arange(1, values.shape[1] + 1) if given is None else given
             ax.plot(epochs, values.T, color=color, lw=0.5, alpha=0.3)
             line, = ax.plot(epochs, values.mean(axis=0), color=color, lw=2)
             legend.setdefault(f"{label}: each run thin, mean of {values.shape[0]} thick", line)

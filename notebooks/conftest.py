@@ -32,6 +32,7 @@ PARAMETERS = {
     "03_training": {"profile_name": "smoke", "seeds": [1, 2], "eps_seeds": [1, 2],
                     "bf16_seeds": [1], "pilot_seeds": [1], "comparison_epochs": 3},
     "04_functional_structural": {"profile_name": "smoke", "seeds": [1, 2]},
+    "critic_dose": {"profile_name": "smoke", "seeds": [1, 2]},
     "05_separation": {"profile_name": "smoke", "seeds": [1, 2], "search_seeds": [1]},
     "06_beyond": {"profile_name": "smoke", "epochs": 4, "seeds": [1, 2], "lambdas": [0.0, 0.1],
                   "pilot_seed": 1, "pilot_epochs": 4, "l1_seeds": [1, 2],
@@ -44,7 +45,7 @@ PARAMETERS = {
 
 
 # Chapters that read training records train their smoke runs into a folder of their own.
-TRAINS = {"03_training", "04_functional_structural", "05_separation", "06_beyond", "results"}
+TRAINS = {"03_training", "04_functional_structural", "critic_dose", "05_separation", "06_beyond", "results"}
 
 
 class ParameterisedChapter(IPyNbFile):

@@ -244,12 +244,13 @@ def test_the_departure_rule_names_a_variant_only_where_its_runs_end_as_the_paper
     assert set(verdicts) == {well_posed, dose}
     assert list(verdicts[well_posed]["verdict"]) == ["yes", "yes", "yes"]
     assert list(verdicts[dose]["verdict"]) == ["no", "no", "no"]  # nothing happens: the rule fails
-    text = evidence.departure_text(verdicts, reference, pushes_less=False)
+    text = evidence.departure_text(ends, reference, [well_posed, dose, "absent"], pushes_less=False)
+    assert "10 of 10 (0.69–1.00) runs end as the paper describes, against 1 of 10" in text
     assert "the authors' critic, whose bound has no finite supremum" in text
     assert "the authors' critic at λ = 0.3 does not change the end of training detectably" in text.lower()
     assert "does not under-dose" in text
-    swapped = evidence.departure_text({well_posed: verdicts[dose], dose: verdicts[well_posed]},
-                                      reference, pushes_less=None)
+    swapped = evidence.departure_text(ends.replace({well_posed: dose, dose: well_posed}), reference,
+                                      [well_posed, dose], pushes_less=None)
     assert "the critic's form does not explain the departure" in swapped
     assert "reached too, with fewer collapses." in swapped and "under-dose" not in swapped
 
@@ -259,6 +260,8 @@ def test_too_few_runs_leave_the_departure_undecided():
                       _ends("λ = 0.1, well-posed critic", [True, True], [0.9, 0.8], [0.0, 0.0])])
     table = evidence.departure_verdicts(ends, "λ = 0.1, authors' critic", ["λ = 0.1, well-posed critic"])
     assert set(next(iter(table.values()))["verdict"]) == {"not decidable"}
+    text = evidence.departure_text(ends, "λ = 0.1, authors' critic", ["λ = 0.1, well-posed critic"], None)
+    assert "too few runs to decide" in text and "by the rule" not in text.lower()
 
 
 def test_departure_conditions_differ_from_the_reference_in_one_setting_each():

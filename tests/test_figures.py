@@ -58,3 +58,11 @@ def test_recurrent_weights_whiten_the_near_zero_weights_on_one_scale():
     sparse = images[1].get_array()
     assert sparse.mask.sum() == 30 and not sparse.mask.diagonal().any()  # only the small ones
     assert "below 0.01" in fig.axes[-1].get_ylabel()              # the colour bar says so
+
+
+def test_learning_curves_take_an_abscissa_per_panel():
+    curves = {"Q_corr": {"A": np.zeros((2, 5))}, "accuracy": {"A": np.ones((2, 3))}}
+    fig = figures.learning_curves(curves, {"Q_corr": "Q_corr", "accuracy": "accuracy"},
+                                  x={"Q_corr": np.arange(0, 101, 25)})
+    first, second = (ax.get_lines()[-1].get_xdata() for ax in fig.axes[:2])
+    assert list(first) == [0, 25, 50, 75, 100] and list(second) == [1, 2, 3]
