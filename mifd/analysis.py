@@ -480,6 +480,30 @@ def collapses(mi: np.ndarray, threshold: float = COLLAPSE_NATS, window: int = CO
             "minimum": float(np.nanmin(mi)) if np.isfinite(mi).any() else float("-inf")}
 
 
+def carriers(history: dict, rows: int, threshold: float = COLLAPSE_NATS) -> dict[str, np.ndarray] | None:
+    """What the bound's logged terms say of each collapsed epoch (Î below `threshold`) of one
+    run, from the history keys "mi_joint_term", "mi_marginal_term" (log-mean-exp of the
+    marginal scores over `rows` samples) and "marginal_score_max"; None when the run did not
+    log them.
+
+    Returns per collapsed epoch, (k,) each: "epoch" (1-based); "n_eff" = exp(marginal − max
+    score + log rows) = Σᵢ exp(Tᵢ − max T), the number of marginal samples that carry the
+    log-mean-exp, between 1 (one sample's score is all of it) and `rows` (every sample scores
+    alike); and "gap", how far the largest marginal score lies above the joint term (nats).
+    "gap_ordinary" is the gap in the epochs that did not collapse. The bound is unchanged by
+    a constant added to the critic's scores, and so are both quantities; the terms alone are
+    not."""
+    if not {"mi_joint_term", "mi_marginal_term", "marginal_score_max"} <= set(history):
+        return None
+    mi = np.asarray(history["mi_before"], float)
+    joint, marginal, top = (np.asarray(history[k], float) for k in
+                            ("mi_joint_term", "mi_marginal_term", "marginal_score_max"))
+    low = ~(mi >= threshold)
+    gap = top - joint
+    return {"epoch": np.flatnonzero(low) + 1, "n_eff": np.exp(marginal[low] - top[low] + np.log(rows)),
+            "gap": gap[low], "gap_ordinary": gap[~low]}
+
+
 def late_q_corr(course: dict, start: int = LATE_START) -> float:
     """Mean Q_corr of a course's snapshots ("epoch", "Q_corr", each (S,)) from epoch `start` on."""
     epochs, q = np.asarray(course["epoch"]), np.asarray(course["Q_corr"], float)

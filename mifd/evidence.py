@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import analysis, claims, costs, evaluate, separation, store, sweep
+from . import analysis, claims, costs, evaluate, mine, separation, store, sweep
 from .config import RunConfig, sequence_length
 
 WM_INDICES = ("Q_corr", "Q_str", "D_corr", "D_in", "D_out")
@@ -617,6 +617,29 @@ def end_counts(ends: pd.DataFrame) -> pd.DataFrame:
         counts["… and structural"] = claims.rate_text(int(both.sum()), len(runs))
         counts["late collapse share, median"] = f"{runs['late share'].median():.1%}"
         rows[label] = counts
+    return pd.DataFrame(rows)
+
+
+def carrier_table(records: dict[str, list]) -> pd.DataFrame:
+    """Per condition of {label: runs}, over the runs that log the bound's terms
+    (`analysis.carriers`): runs, collapsed epochs, the critic's rows (`mine.kept_rows`), the
+    median number of marginal samples that carry a collapsed epoch's log-mean-exp, and the
+    median height of the largest marginal score above the joint term in collapsed and in the
+    other epochs. A condition none of whose runs log the terms is left out."""
+    rows = []
+    for label, runs in records.items():
+        task, estimator = runs[0].config.task, runs[0].config.estimator
+        n_rows = mine.kept_rows(task.batch_size * task.n_learn, estimator.sample_fraction)
+        found = [c for r in runs if (c := analysis.carriers(r.history, n_rows))]
+        if not found:
+            continue
+        pooled = {key: np.concatenate([c[key] for c in found]) for key in found[0]}
+        rows.append({"condition": label, "runs": len(found), "collapsed epochs": pooled["epoch"].size,
+                     "critic rows": n_rows,
+                     **{name: float(np.median(pooled[key])) if pooled[key].size else float("nan")
+                        for name, key in (("samples carrying a collapse, median", "n_eff"),
+                                          ("top score above joint, collapsed (nats)", "gap"),
+                                          ("top score above joint, other epochs (nats)", "gap_ordinary"))}})
     return pd.DataFrame(rows)
 
 

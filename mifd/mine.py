@@ -331,6 +331,11 @@ def check_precision(cfg: EstimatorConfig, device: torch.device | str) -> None:
             "lacks; use 'float32'")
 
 
+def kept_rows(n: int, fraction: float) -> int:
+    """How many of `n` sample rows the critic sees when it sees `fraction` of them."""
+    return n if fraction >= 1 else max(1, round(fraction * n))
+
+
 class MineEstimator(nn.Module):
     """Î(G1; G2) in nats from two groups' activity, per run of a cohort (SPEC §4.1–4.3).
 
@@ -370,7 +375,7 @@ class MineEstimator(nn.Module):
                              f"{tuple(g2.shape[1:-1])}")
         n = g1[0, ..., 0].numel()
         if self.cfg.sample_fraction < 1:
-            keep = max(1, round(self.cfg.sample_fraction * n))
+            keep = kept_rows(n, self.cfg.sample_fraction)
             rows = torch.stack([torch.randperm(n, generator=g, device=g.device)[:keep]
                                 for g in generators]).to(g1.device)
             # gather the kept samples straight from the (possibly strided) activity

@@ -251,3 +251,21 @@ def test_rising_lags_put_structure_after_function_when_it_rises_later():
     lags = analysis.rising_lags(pd.DataFrame(rows), "Q_corr", "Q_str")
     # structure: half its rise at shift + 300; function: on its rising limb at 175
     assert list(lags) == [225.0, 325.0]
+
+
+def test_carriers_count_the_marginal_samples_behind_a_collapse():
+    rows = 4000
+    one = np.r_[40.0, np.zeros(rows - 1)]            # one exploding score carries the mean
+    many = np.r_[np.full(100, 8.0), np.zeros(rows - 100)]  # a hundred alike
+    def lme(t):
+        return float(np.log(np.mean(np.exp(t))))
+    history = {"mi_before": [0.5, 0.2 - lme(one), 0.2 - lme(many)],
+               "mi_joint_term": [0.5, 0.2, 0.2], "mi_marginal_term": [0.0, lme(one), lme(many)],
+               "marginal_score_max": [0.0, 40.0, 8.0]}
+    found = analysis.carriers(history, rows)
+    assert list(found["epoch"]) == [2, 3]
+    assert found["n_eff"][0] == pytest.approx(1.0, rel=1e-6)
+    assert found["n_eff"][1] == pytest.approx(100 + (rows - 100) * np.exp(-8.0), rel=1e-6)
+    assert list(found["gap"]) == [pytest.approx(39.8), pytest.approx(7.8)]
+    assert list(found["gap_ordinary"]) == [-0.5]
+    assert analysis.carriers({"mi_before": [0.1]}, rows) is None

@@ -271,3 +271,20 @@ def test_departure_conditions_differ_from_the_reference_in_one_setting_each():
     assert control.training.lambda_mi == 0 and not well_posed.estimator.noise_asymmetric
     assert well_posed.replace(**{"estimator.noise_asymmetric": True}) == reference
     assert dose.replace(**{"training.lambda_mi": 0.1}) == reference
+
+
+def test_carrier_table_pools_the_runs_that_log_the_bound_terms():
+    from types import SimpleNamespace
+
+    config = profile("smoke", "wm")
+    rows = config.task.batch_size * config.task.n_learn  # smoke's critic sees every row
+    logged = {"mi_before": [0.3, -5.0, -6.0], "mi_joint_term": [0.3, 0.1, 0.2],
+              "mi_marginal_term": [0.0, 5.1, 6.2], "marginal_score_max": [1.0, 5.1 + np.log(rows), 9.0]}
+    runs = [SimpleNamespace(config=config, history=logged),
+            SimpleNamespace(config=config, history={"mi_before": [-9.0, -9.0, -9.0]})]  # an old record
+    table = evidence.carrier_table({"A": runs, "old": runs[1:]})
+    assert list(table["condition"]) == ["A"] and table.loc[0, "runs"] == 1
+    assert table.loc[0, "collapsed epochs"] == 2 and table.loc[0, "critic rows"] == rows
+    n_eff = np.exp(np.array([5.1, 6.2]) - np.array([5.1 + np.log(rows), 9.0]) + np.log(rows))
+    assert table.loc[0, "samples carrying a collapse, median"] == pytest.approx(np.median(n_eff))
+    assert table.loc[0, "top score above joint, other epochs (nats)"] == pytest.approx(0.7)
