@@ -21,8 +21,20 @@ import pandas as pd
 import torch
 
 from . import store, train
+from .runs import CohortState
 
 STEPS = 100  # the fresh critic's ascent steps before the gradient is taken
+
+
+def frozen_state(record, epoch: int, config, critic_seed: int) -> CohortState:
+    """A one-run training state of `config` whose network holds `record`'s snapshot at
+    `epoch` and whose critic, optimisers and generators are fresh, drawn from `critic_seed`."""
+    index = int(np.flatnonzero(record.snapshot_epochs == epoch)[0])
+    state = train.init_wm(config, critic_seed)
+    with torch.no_grad():
+        for name, p in state.model.named_parameters():
+            p.copy_(torch.as_tensor(record.snapshots[name][index])[None])
+    return state
 
 
 def measure(record, epoch: int, fraction: float, critic_seed: int, steps: int = STEPS) -> dict:
@@ -30,12 +42,8 @@ def measure(record, epoch: int, fraction: float, critic_seed: int, steps: int = 
     the rows drawn from `critic_seed` (its weights, batches, noise and permutations), trained
     `steps` steps; returns the epoch, share, seed, the critic's last training Î and the
     gradient norms of `train.step_gradients`."""
-    index = int(np.flatnonzero(record.snapshot_epochs == epoch)[0])
     config = record.config.replace(**{"estimator.sample_fraction": fraction})
-    state = train.init_wm(config, critic_seed)
-    with torch.no_grad():
-        for name, p in state.model.named_parameters():
-            p.copy_(torch.as_tensor(record.snapshots[name][index])[None])
+    state = frozen_state(record, epoch, config, critic_seed)
     chunk = max(config.training.n_sm_steps, 1)
     trace = np.concatenate([train.critic_phase(state, min(chunk, steps - done), x0_normal=False)[:, 0]
                             for done in range(0, steps, chunk)])
