@@ -614,7 +614,7 @@ def end_counts(ends: pd.DataFrame) -> pd.DataFrame:
                   (("succeed", "succeeds"), ("functional at the end", "functional"),
                    ("structural at the end", "structural"), ("end as the paper describes", "paper end"))}
         both = runs["paper end"] & runs["structural"]
-        counts["… and structural"] = claims.rate_text(int(both.sum()), len(runs))
+        counts["as the paper describes, and structural"] = claims.rate_text(int(both.sum()), len(runs))
         counts["late collapse share, median"] = f"{runs['late share'].median():.1%}"
         rows[label] = counts
     return pd.DataFrame(rows)
@@ -702,7 +702,7 @@ def departure_text(ends: pd.DataFrame, reference: str, variants, pushes_less: bo
                      "as one on all of them (chapter 3, *How hard the critic pushes*), so the "
                      "`book` profile's smaller critic does not under-dose the constraint")
         parts.append(text + ".")
-    return " ".join(parts)
+    return "\n\n".join(parts)
 
 
 def departure_short(ends: pd.DataFrame, verdicts: dict[str, pd.DataFrame], reference: str) -> str:
