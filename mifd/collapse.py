@@ -85,3 +85,28 @@ def summary(observations: list[dict], seed: int, pretrain: int = PRETRAIN,
                      "lowest Î after (nats)": float(late.min()) if late.size else float("nan"),
                      "median Î after (nats)": float(np.median(late)) if late.size else float("nan")})
     return pd.DataFrame(rows)
+
+
+def frozen_text(table: pd.DataFrame, pretrain: int = PRETRAIN) -> str:
+    """One sentence on a `summary` table: per noise form, how many of the watched steps after
+    the pre-training collapsed, over which snapshots, and the lowest Î then."""
+    if table.empty:
+        return "No critic has been observed on a frozen snapshot of these runs yet."
+    after = next(c for c in table.columns if c.startswith("collapsed, steps ") and not c.endswith(f"1–{pretrain}"))
+    parts = []
+    for critic, rows in table.groupby("critic", sort=False):
+        watched = int(rows[after].count()) * (int(after.rsplit("–", 1)[1]) - pretrain)
+        parts.append(f"the {critic} critic collapses in {int(rows[after].sum())} of {watched} watched "
+                     f"steps (lowest Î {rows['lowest Î after (nats)'].min():.2f} nats) and in "
+                     f"{int(rows[f'collapsed, steps 1–{pretrain}'].sum())} of its "
+                     f"{pretrain * len(rows)} first steps")
+    snapshots = ", ".join(f"seed {s} at epoch {e}" for s, e in
+                          table[["seed", "epoch"]].drop_duplicates().itertuples(index=False))
+    text = (f"On frozen snapshots ({snapshots}), after {pretrain} steps of pre-training, "
+            + "; ".join(parts) + ".")
+    authors = table[table["critic"] == "authors'"]
+    if len(authors) and authors[after].sum() == 0:
+        text += (" On a network that stands still the authors' critic does not chase its bound's "
+                 "missing supremum: the collapses of training come with the network moving under "
+                 "the critic.")
+    return text

@@ -34,3 +34,17 @@ def test_summary_counts_collapses_before_and_after_the_pretraining():
     assert row["critic"] == "authors'" and row["collapsed, steps 1–3"] == 2
     assert row["collapsed, steps 4–9"] == 1 and row["lowest Î after (nats)"] == -3.0
     assert row["median Î after (nats)"] == 0.5
+
+
+def test_frozen_text_reads_the_summary_per_critic():
+    observations = [{"epoch": 750, "noise_asymmetric": form, "critic_seed": 0,
+                     "mi": [-7.0, 0.1, 0.2] + [0.5] * 5 + ([-3.0] if form else [0.4])}
+                    for form in (True, False)]
+    text = collapse.frozen_text(collapse.summary(observations, 1002, pretrain=3), pretrain=3)
+    assert "seed 1002 at epoch 750" in text
+    assert "the authors' critic collapses in 1 of 6 watched steps (lowest Î -3.00 nats)" in text
+    assert "the well-posed critic collapses in 0 of 6 watched steps" in text
+    assert "stands still" not in text  # the authors' critic collapsed once after pre-training
+    calm = [{**o, "mi": [0.5] * 9} for o in observations]
+    assert "stands still" in collapse.frozen_text(collapse.summary(calm, 1002, pretrain=3), pretrain=3)
+    assert collapse.frozen_text(collapse.summary([], 1)).startswith("No critic")
