@@ -12,8 +12,6 @@ entry per (snapshot, noise form, critic seed): the Î of every step, before its 
 """
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -48,24 +46,11 @@ def load_or_observe(record, epochs, forms=(True, False), critic_seeds=(0,),
     for, each {"epoch", "noise_asymmetric", "critic_seed", "steps", "mi": [Î per step]};
     missing ones are observed and stored when `compute_missing` (about a minute each at `book`
     on one core), else left out."""
-    file = path(record, root)
-    stored = json.loads(file.read_text()) if file.exists() else {"observations": []}
-    have = {(o["epoch"], o["noise_asymmetric"], o["critic_seed"], o["steps"])
-            for o in stored["observations"]}
-    for epoch in epochs:
-        for form in forms:
-            for seed in critic_seeds:
-                if (epoch, form, seed, steps) in have or not compute_missing:
-                    continue
-                clock = time.perf_counter()
-                mi = observe(record, epoch, form, seed, steps)
-                stored["observations"].append({
-                    "epoch": epoch, "noise_asymmetric": form, "critic_seed": seed, "steps": steps,
-                    "mi": mi.tolist(), "seconds": time.perf_counter() - clock})
-                stored["provenance"] = store.provenance()
-                store.atomic_write_bytes(file, (json.dumps(stored) + "\n").encode())
-    return [o for o in stored["observations"] if o["epoch"] in epochs and o["steps"] == steps
-            and o["noise_asymmetric"] in forms and o["critic_seed"] in critic_seeds]
+    wanted = [{"epoch": e, "noise_asymmetric": form, "critic_seed": c, "steps": steps}
+              for e in epochs for form in forms for c in critic_seeds]
+    return push.kept(path(record, root), wanted, lambda w: {"mi": observe(
+        record, w["epoch"], w["noise_asymmetric"], w["critic_seed"], w["steps"]).tolist()},
+        compute_missing, entries="observations")
 
 
 def summary(observations: list[dict], seed: int, pretrain: int = PRETRAIN,

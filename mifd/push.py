@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -57,27 +58,40 @@ def path(record, root: Path | None = None) -> Path:
     return base / "push" / "wm" / record.config.config_hash() / f"seed-{record.seed}.json"
 
 
+def kept(file: Path, wanted: list[dict], compute: Callable[[dict], dict],
+         compute_missing: bool, entries: str = "rows", indent: int | None = None) -> list[dict]:
+    """Measurements kept in the JSON file `file` under `entries`, one per dict of `wanted`
+    (the settings that name it, e.g. {"epoch": 500, "fraction": 0.1, ...}): those stored are
+    read; the missing ones are computed (`compute(settings)` gives the measurement), stored
+    with their settings, the seconds they took and the provenance, and the file rewritten
+    atomically after each, when `compute_missing`, else left out. Returns the entries of
+    `wanted` that are stored, in the file's order."""
+    stored = json.loads(file.read_text()) if file.exists() else {entries: []}
+
+    def found(settings: dict) -> bool:
+        return any(all(e.get(k) == v for k, v in settings.items()) for e in stored[entries])
+
+    for settings in wanted:
+        if found(settings) or not compute_missing:
+            continue
+        clock = time.perf_counter()
+        measured = compute(settings)
+        stored[entries].append({**settings, **measured, "seconds": time.perf_counter() - clock})
+        stored["provenance"] = store.provenance()
+        store.atomic_write_bytes(file, (json.dumps(stored, indent=indent) + "\n").encode())
+    return [e for e in stored[entries]
+            if any(all(e.get(k) == v for k, v in w.items()) for w in wanted)]
+
+
 def load_or_measure(record, epochs, fractions, critic_seeds, steps: int = STEPS,
                     compute_missing: bool = False, root: Path | None = None) -> pd.DataFrame:
     """The stored measurements of `record` for every (epoch, share, critic seed) asked for;
     missing ones are measured and stored when `compute_missing` (a few minutes each at all
     rows on one core), else left out. One row per measurement, with the record's seed."""
-    file = path(record, root)
-    stored = json.loads(file.read_text()) if file.exists() else {"rows": []}
-    have = {(r["epoch"], r["fraction"], r["critic_seed"], r["steps"]) for r in stored["rows"]}
-    for epoch in epochs:
-        for fraction in fractions:
-            for critic_seed in critic_seeds:
-                if (epoch, fraction, critic_seed, steps) in have or not compute_missing:
-                    continue
-                clock = time.perf_counter()
-                row = measure(record, epoch, fraction, critic_seed, steps)
-                stored["rows"].append({**row, "steps": steps,
-                                       "seconds": time.perf_counter() - clock})
-                stored["provenance"] = store.provenance()
-                store.atomic_write_bytes(file, (json.dumps(stored, indent=1) + "\n").encode())
-    rows = [r for r in stored["rows"] if r["epoch"] in epochs and r["fraction"] in fractions
-            and r["critic_seed"] in critic_seeds and r["steps"] == steps]
+    wanted = [{"epoch": e, "fraction": f, "critic_seed": c, "steps": steps}
+              for e in epochs for f in fractions for c in critic_seeds]
+    rows = kept(path(record, root), wanted, lambda w: measure(
+        record, w["epoch"], w["fraction"], w["critic_seed"], w["steps"]), compute_missing, indent=1)
     return pd.DataFrame(rows).assign(seed=record.seed) if rows else pd.DataFrame()
 
 
