@@ -401,7 +401,7 @@ def results_sources(wm_profile: str, wm_seeds, wm_lambda: float, paper_seeds,
         variants = list(departure_conditions(wm_profile, wm_lambda, dose_lambda).items())[2:]
         control_label, control = list(wm_records.items())[1]
         for label, config in variants:
-            runs = (sweep.collect(config, wm_seeds, results_dir, True, progress=False) if train_missing
+            runs = (collect({label: config}, wm_seeds)[label] if train_missing
                     else [r for s in wm_seeds if (r := store.find_record(config, s, results_dir))])
             if runs:
                 records = {label: runs, control_label: control}
@@ -429,8 +429,6 @@ def results_sources(wm_profile: str, wm_seeds, wm_lambda: float, paper_seeds,
 
 
 # --- the critic's collapses (#35) ----------------------------------------------------------
-
-
 
 def collapse_table(records: dict[str, list], finals: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per run of {label: runs}: where its training estimate collapses
