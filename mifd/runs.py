@@ -124,7 +124,9 @@ class Loop:
     """What a task's training does: `init(configs, seeds, device)` → a fresh CohortState;
     `pretrain(state)`: the critics' pre-training; `epoch(state)` → one dict of logged values
     per run, each holding every name in `history_keys` and "loss"; `postfix`: the logged
-    names the progress bar shows."""
+    names the progress bar shows; `summary(history)`: the final task score and Î a sweep's
+    table shows for a run; `bytes_per_run(config)`: an upper estimate of the memory one run
+    adds to a cohort."""
 
     task: str
     history_keys: tuple[str, ...]
@@ -132,6 +134,14 @@ class Loop:
     pretrain: Callable[[CohortState], None]
     epoch: Callable[[CohortState], list[dict[str, float]]]
     postfix: tuple[str, ...]
+    summary: Callable[[dict], dict[str, float]]
+    bytes_per_run: Callable[[RunConfig], int]
+
+
+def critic_bytes(rows: float, hidden: int) -> float:
+    """Floats of the critic's workspace for `rows` sample rows of width `hidden` (joint and
+    marginal, activations and gradients, twice for the model step's own estimator call)."""
+    return 2 * 4 * 2 * rows * hidden
 
 
 class RunFailed(FloatingPointError):

@@ -38,6 +38,7 @@ from .runs import (
     Loop,
     Outcome,
     build_networks,
+    critic_bytes,
     draw_normal,
     l1_penalty,
     mi_penalty,
@@ -214,8 +215,24 @@ def epoch(state: CohortState) -> list[dict[str, float]]:
                             for key in steps[0][r]}} for r in range(runs)]
 
 
+def summary(history: dict) -> dict[str, float]:
+    """A run's final mean test R² and Î (the last epoch's), for a sweep's table."""
+    return {"r2": float(history["r2_mean"][-1]), "mi": float(history["mi"][-1])}
+
+
+def bytes_per_run(config: RunConfig) -> int:
+    """An upper estimate of the memory one run adds to a cohort, in bytes: the fused GRU's
+    forward and backward arrays (`mifd.gru`), the critic phase's, the noise and the copies
+    around them (≈30 floats per unit-step), and the critic's workspace."""
+    task, est = config.task, config.estimator
+    rnn = 30 * task.batch_size * task.seq_len * config.model.n_units
+    rows = est.sample_fraction * task.batch_size * task.seq_len
+    return int(4 * (rnn + critic_bytes(rows, est.hidden)))
+
+
 SEPARATION_LOOP = Loop(task="separation", history_keys=HISTORY_KEYS, init=init_separation,
-                       pretrain=pretrain, epoch=epoch, postfix=("loss", "r2_mean", "mi"))
+                       pretrain=pretrain, epoch=epoch, postfix=("loss", "r2_mean", "mi"),
+                       summary=summary, bytes_per_run=bytes_per_run)
 
 
 def train_separation(config: RunConfig, seed: int, root: Path | None = None,

@@ -124,23 +124,9 @@ def grid(task: str, profiles: Iterable[str], seeds: Iterable[int],
 # --- cohorts ---------------------------------------------------------------------------------
 
 def cohort_bytes_per_run(config: RunConfig) -> int:
-    """An upper estimate of the memory one run adds to a cohort, in bytes (float32 arrays
-    of the largest phase: the critic phase's noise, states and rates and the critic's
-    workspace, twice for the model step's own estimator call)."""
-    task, model, est = config.task, config.model, config.estimator
-    if config.task_name == "wm":
-        sequences = max(config.training.n_sm_steps, 1) * task.batch_size
-        steps = task.n_transient + task.n_learn
-        rnn = sequences * model.n_units * (steps + 2 * (task.n_learn + 1)
-                                          + 2 * (task.n_transient + 1) + steps)
-        rows = est.sample_fraction * task.batch_size * task.n_learn
-    else:  # the fused GRU's forward and backward arrays (mifd.gru), the critic phase's, the
-        # noise and the copies around them: ≈30 floats per unit-step
-        sequences, steps = task.batch_size, task.seq_len
-        rnn = 30 * sequences * steps * model.n_units
-        rows = est.sample_fraction * sequences * steps
-    critic = 2 * 4 * 2 * rows * est.hidden
-    return int(4 * (rnn + critic))
+    """An upper estimate of the memory one run adds to a cohort, in bytes (its task's
+    `Loop.bytes_per_run`)."""
+    return LOOPS[config.task_name].bytes_per_run(config)
 
 
 def cohorts(runs: list[Run], size: int | None = None,
@@ -235,12 +221,8 @@ def training_progress(directories: Iterable[Path]) -> str:
 def final_summary(record: store.RunRecord) -> dict[str, float]:
     """The numbers a sweep's summary shows for a run: its final task score ("accuracy" for
     working memory, mean test "r2" for separation), final Î and training seconds."""
-    h = record.history
-    if record.config.task_name == "wm":
-        score = {"accuracy": float(h["accuracy"][-1]), "mi": float(h["mi_before"][-1])}
-    else:
-        score = {"r2": float(h["r2_mean"][-1]), "mi": float(h["mi"][-1])}
-    return {**score, "seconds": float(record.provenance["train_seconds"])}
+    return {**LOOPS[record.config.task_name].summary(record.history),
+            "seconds": float(record.provenance["train_seconds"])}
 
 
 # --- executors ---------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from .runs import (
     Loop,
     Outcome,
     build_networks,
+    critic_bytes,
     draw_normal,
     l1_penalty,
     mi_penalty,
@@ -215,8 +216,26 @@ def epoch(state: CohortState) -> list[dict[str, float]]:
     return logged
 
 
+def summary(history: dict) -> dict[str, float]:
+    """A run's final accuracy and training Î (the last epoch's), for a sweep's table."""
+    return {"accuracy": float(history["accuracy"][-1]), "mi": float(history["mi_before"][-1])}
+
+
+def bytes_per_run(config: RunConfig) -> int:
+    """An upper estimate of the memory one run adds to a cohort, in bytes (float32 arrays of
+    the largest phase: the critic phase's noise, states and rates, and the critic's workspace)."""
+    task, model, est = config.task, config.model, config.estimator
+    sequences = max(config.training.n_sm_steps, 1) * task.batch_size
+    steps = task.n_transient + task.n_learn
+    rnn = sequences * model.n_units * (steps + 2 * (task.n_learn + 1)
+                                      + 2 * (task.n_transient + 1) + steps)
+    rows = est.sample_fraction * task.batch_size * task.n_learn
+    return int(4 * (rnn + critic_bytes(rows, est.hidden)))
+
+
 WM_LOOP = Loop(task="wm", history_keys=HISTORY_KEYS, init=init_wm, pretrain=pretrain,
-               epoch=epoch, postfix=("loss", "accuracy", "mi_after"))
+               epoch=epoch, postfix=("loss", "accuracy", "mi_after"), summary=summary,
+               bytes_per_run=bytes_per_run)
 
 
 def train_wm(config: RunConfig, seed: int, root: Path | None = None, progress: bool = True,
