@@ -73,25 +73,29 @@ def summary(observations: list[dict], seed: int, pretrain: int = PRETRAIN,
 
 
 def frozen_text(table: pd.DataFrame, pretrain: int = PRETRAIN) -> str:
-    """One sentence on a `summary` table: per noise form, how many of the watched steps after
-    the pre-training collapsed, over which snapshots, and the lowest Î then."""
+    """The frozen-snapshot observations of a `summary` table in sentences: per noise form, how
+    often the critic collapses during its pre-training and in the watched steps after it, over
+    which snapshots, and the lowest Î then; and, where neither form collapses after its
+    pre-training, what that says of the collapses in training."""
     if table.empty:
         return "No critic has been observed on a frozen snapshot of these runs yet."
-    after = next(c for c in table.columns if c.startswith("collapsed, steps ") and not c.endswith(f"1–{pretrain}"))
+    early = f"collapsed, steps 1–{pretrain}"
+    after = next(c for c in table.columns if c.startswith("collapsed, steps ") and c != early)
+    watched = int(after.rsplit("–", 1)[1]) - pretrain
+    def times(n) -> str:
+        return {0: "never", 1: "once"}.get(int(n), f"{int(n)} times")
+
     parts = []
     for critic, rows in table.groupby("critic", sort=False):
-        watched = int(rows[after].count()) * (int(after.rsplit("–", 1)[1]) - pretrain)
-        parts.append(f"the {critic} critic collapses in {int(rows[after].sum())} of {watched} watched "
-                     f"steps (lowest Î {rows['lowest Î after (nats)'].min():.2f} nats) and in "
-                     f"{int(rows[f'collapsed, steps 1–{pretrain}'].sum())} of its "
-                     f"{pretrain * len(rows)} first steps")
+        parts.append(f"the {critic} critic collapses {times(rows[early].sum())} during its "
+                     f"pre-training ({len(rows)} × {pretrain} steps) and {times(rows[after].sum())} "
+                     f"in the {len(rows)} × {watched} watched steps after it (lowest Î then "
+                     f"{rows['lowest Î after (nats)'].min():.2f} nats)")
     snapshots = ", ".join(f"seed {s} at epoch {e}" for s, e in
                           table[["seed", "epoch"]].drop_duplicates().itertuples(index=False))
-    text = (f"On frozen snapshots ({snapshots}), after {pretrain} steps of pre-training, "
-            + "; ".join(parts) + ".")
-    authors = table[table["critic"] == "authors'"]
-    if len(authors) and authors[after].sum() == 0:
-        text += (" On a network that stands still the authors' critic does not chase its bound's "
-                 "missing supremum: the collapses of training come with the network moving under "
-                 "the critic.")
+    text = f"On frozen snapshots ({snapshots}), " + "; ".join(parts) + "."
+    if table[after].sum() == 0:
+        text += (" On a network that stands still, neither noise form collapses once the critic "
+                 "has been pre-trained, and the two behave alike: in training, the authors' critic "
+                 "collapses only while the network moves under it.")
     return text

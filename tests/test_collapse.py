@@ -42,8 +42,9 @@ def test_frozen_text_reads_the_summary_per_critic():
                     for form in (True, False)]
     text = collapse.frozen_text(collapse.summary(observations, 1002, pretrain=3), pretrain=3)
     assert "seed 1002 at epoch 750" in text
-    assert "the authors' critic collapses in 1 of 6 watched steps (lowest Î -3.00 nats)" in text
-    assert "the well-posed critic collapses in 0 of 6 watched steps" in text
+    assert ("the authors' critic collapses once during its pre-training (1 × 3 steps) and once "
+            "in the 1 × 6 watched steps after it (lowest Î then -3.00 nats)") in text
+    assert "the well-posed critic collapses once during its pre-training (1 × 3 steps) and never" in text
     assert "stands still" not in text  # the authors' critic collapsed once after pre-training
     calm = [{**o, "mi": [0.5] * 9} for o in observations]
     assert "stands still" in collapse.frozen_text(collapse.summary(calm, 1002, pretrain=3), pretrain=3)

@@ -246,13 +246,21 @@ def test_the_departure_rule_names_a_variant_only_where_its_runs_end_as_the_paper
     assert list(verdicts[dose]["verdict"]) == ["no", "no", "no"]  # nothing happens: the rule fails
     text = evidence.departure_text(ends, reference, [well_posed, dose, "absent"], pushes_less=False)
     assert "10 of 10 (0.69–1.00) runs end as the paper describes, against 1 of 10" in text
-    assert "the authors' critic, whose bound has no finite supremum" in text
-    assert "the authors' critic at λ = 0.3 does not change the end of training detectably" in text.lower()
-    assert "does not under-dose" in text
+    assert "By the rule only the well-posed critic at λ = 0.1 explains the departure" in text
+    assert "the authors' noise form is what makes these runs depart" in text
+    assert "as far as that measurement goes" in text
     swapped = evidence.departure_text(ends.replace({well_posed: dose, dose: well_posed}), reference,
                                       [well_posed, dose], pushes_less=None)
-    assert "the critic's form does not explain the departure" in swapped
-    assert "reached too, with fewer collapses." in swapped and "under-dose" not in swapped
+    assert "By the rule only the authors' critic at λ = 0.3 explains the departure" in swapped
+    assert "a larger λ restores" in swapped and "measurement goes" not in swapped
+    restored = _ends(reference, [True] + [False] * (n - 1), np.linspace(0.1, 0.6, n), np.linspace(0.1, 0.3, n))
+    both = evidence.departure_text(pd.concat([
+        restored, _ends(well_posed, [True] * n, np.full(n, 0.9), np.zeros(n)),
+        _ends(dose, [True] * n, np.full(n, 0.8), np.full(n, 0.05))]), reference, [well_posed, dose], None)
+    assert "By the rule both variants explain the departure" in both and "it takes λ = 0.3" in both
+    neither = evidence.departure_text(pd.concat([
+        restored, _ends(dose, [False] * n, np.full(n, 0.3), np.full(n, 0.2))]), reference, [dose], None)
+    assert "neither variant explains" in neither
 
 
 def test_too_few_runs_leave_the_departure_undecided():
@@ -288,3 +296,14 @@ def test_carrier_table_pools_the_runs_that_log_the_bound_terms():
     n_eff = np.exp(np.array([5.1, 6.2]) - np.array([5.1 + np.log(rows), 9.0]) + np.log(rows))
     assert table.loc[0, "samples carrying a collapse, median"] == pytest.approx(np.median(n_eff))
     assert table.loc[0, "top score above joint, other epochs (nats)"] == pytest.approx(0.7)
+
+
+def test_stored_text_names_the_conditions_still_short_of_seeds():
+    from types import SimpleNamespace
+
+    records = {"A": [SimpleNamespace(seed=s) for s in (1, 2, 3)],
+               "B": [SimpleNamespace(seed=s) for s in (1, 2)]}
+    assert evidence.stored_text(records, [1, 2, 3]) == (
+        "Interim: the verdicts read the runs stored so far, and for B, 2 of 3 seeds (1-2) not every "
+        "seed is stored yet.")
+    assert evidence.stored_text({"A": records["A"]}, [1, 2, 3]) == ""
