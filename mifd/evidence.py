@@ -690,7 +690,7 @@ def departure_text(ends: pd.DataFrame, reference: str, variants, pushes_less: bo
         text = (f"By the rule both variants explain the departure: changing only the critic's "
                 f"noise form, or only λ, restores the paper's end of training. What departs is the "
                 f"authors' critic at {reference.split(', ')[0]}, not the method: with a well-posed "
-                f"critic that λ suffices; with the authors' critic it takes {dose.split(', ')[0]}.")
+                f"critic that λ suffices; the authors' critic gets there at {dose.split(', ')[0]}.")
     elif named:
         text = (f"By the rule only {_at(named[0])} explains the departure"
                 + (": the two columns at the same λ differ only in which samples the critic's "

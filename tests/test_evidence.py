@@ -257,7 +257,7 @@ def test_the_departure_rule_names_a_variant_only_where_its_runs_end_as_the_paper
     both = evidence.departure_text(pd.concat([
         restored, _ends(well_posed, [True] * n, np.full(n, 0.9), np.zeros(n)),
         _ends(dose, [True] * n, np.full(n, 0.8), np.full(n, 0.05))]), reference, [well_posed, dose], None)
-    assert "By the rule both variants explain the departure" in both and "it takes λ = 0.3" in both
+    assert "By the rule both variants explain the departure" in both and "gets there at λ = 0.3" in both
     neither = evidence.departure_text(pd.concat([
         restored, _ends(dose, [False] * n, np.full(n, 0.3), np.full(n, 0.2))]), reference, [dose], None)
     assert "neither variant explains" in neither
