@@ -707,8 +707,10 @@ def departure_text(ends: pd.DataFrame, reference: str, variants, pushes_less: bo
         text += (" Whether the `book` profile's critic, on a tenth of each batch's rows, pushes too "
                  "little is a separate question: chapter 3's measurement (*How hard the critic "
                  "pushes*: one run, two snapshots, three fresh critics) found it pushing about as "
-                 "hard as a critic on all of the rows, so the larger λ does not make up for the "
-                 "row share, as far as that measurement goes.")
+                 "hard as a critic on all of the rows, so "
+                 + ("the larger λ does not make up for the row share"
+                    if dose in named else "the row share is not what sets the book's runs apart")
+                 + ", as far as that measurement goes.")
     if text:
         parts.append(text.strip())
     return "\n\n".join(parts)
@@ -737,7 +739,8 @@ def stored_text(records: dict[str, list], seeds) -> str:
     """"Interim: …" naming every condition of {label: runs} with fewer stored runs than
     `seeds`, how many and which; "" when every condition has them all."""
     seeds = list(seeds)
-    short = [f"{label}, {len(runs)} of {len(seeds)} seeds ({sweep.seed_ranges(r.seed for r in runs)})"
+    short = [f"{label} has {len(runs)} of its {len(seeds)} seeds stored "
+             f"({sweep.seed_ranges(r.seed for r in runs)})"
              for label, runs in records.items() if len(runs) < len(seeds)]
-    return ("Interim: the verdicts read the runs stored so far, and for "
-            + "; ".join(short) + " not every seed is stored yet.") if short else ""
+    return ("Interim: " + "; ".join(short) + "; the verdicts read the runs stored so far."
+            if short else "")

@@ -248,7 +248,7 @@ def test_the_departure_rule_names_a_variant_only_where_its_runs_end_as_the_paper
     assert "10 of 10 (0.69–1.00) runs end as the paper describes, against 1 of 10" in text
     assert "By the rule only the well-posed critic at λ = 0.1 explains the departure" in text
     assert "the authors' noise form is what makes these runs depart" in text
-    assert "as far as that measurement goes" in text
+    assert "the row share is not what sets the book's runs apart, as far as that measurement goes" in text
     swapped = evidence.departure_text(ends.replace({well_posed: dose, dose: well_posed}), reference,
                                       [well_posed, dose], pushes_less=None)
     assert "By the rule only the authors' critic at λ = 0.3 explains the departure" in swapped
@@ -304,6 +304,5 @@ def test_stored_text_names_the_conditions_still_short_of_seeds():
     records = {"A": [SimpleNamespace(seed=s) for s in (1, 2, 3)],
                "B": [SimpleNamespace(seed=s) for s in (1, 2)]}
     assert evidence.stored_text(records, [1, 2, 3]) == (
-        "Interim: the verdicts read the runs stored so far, and for B, 2 of 3 seeds (1-2) not every "
-        "seed is stored yet.")
+        "Interim: B has 2 of its 3 seeds stored (1-2); the verdicts read the runs stored so far.")
     assert evidence.stored_text({"A": records["A"]}, [1, 2, 3]) == ""
