@@ -744,3 +744,21 @@ def stored_text(records: dict[str, list], seeds) -> str:
              for label, runs in records.items() if len(runs) < len(seeds)]
     return ("Interim: " + "; ".join(short) + "; the verdicts read the runs stored so far."
             if short else "")
+
+
+def carrier_text(table: pd.DataFrame) -> str:
+    """The `carrier_table` in sentences: per condition with collapsed epochs, how many marginal
+    samples carry a collapse (median) and how far the top score then stands above the joint
+    term, beside the other epochs; "" when no condition has a collapsed epoch."""
+    parts = []
+    for row in table[table["collapsed epochs"] > 0].itertuples(index=False):
+        n = row[table.columns.get_loc("samples carrying a collapse, median")]
+        parts.append(
+            f"In the {row[table.columns.get_loc('collapsed epochs')]} collapsed epochs of "
+            f"{row.condition} ({row.runs} runs), a median of {n:.0f} of the "
+            f"{row[table.columns.get_loc('critic rows')]} marginal samples carries the "
+            f"log-mean-exp, the top score standing "
+            f"{row[table.columns.get_loc('top score above joint, collapsed (nats)')]:.1f} nats above "
+            f"the joint term ({row[table.columns.get_loc('top score above joint, other epochs (nats)')]:.1f} "
+            "in the other epochs)" + (": one exploding score makes a collapse." if round(n) <= 1 else "."))
+    return " ".join(parts)

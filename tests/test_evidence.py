@@ -306,3 +306,19 @@ def test_stored_text_names_the_conditions_still_short_of_seeds():
     assert evidence.stored_text(records, [1, 2, 3]) == (
         "Interim: B has 2 of its 3 seeds stored (1-2); the verdicts read the runs stored so far.")
     assert evidence.stored_text({"A": records["A"]}, [1, 2, 3]) == ""
+
+
+def test_carrier_text_says_how_many_samples_carry_a_collapse():
+    table = pd.DataFrame([
+        {"condition": "A", "runs": 5, "collapsed epochs": 325, "critic rows": 4000,
+         "samples carrying a collapse, median": 1.0, "top score above joint, collapsed (nats)": 11.73,
+         "top score above joint, other epochs (nats)": 3.21},
+        {"condition": "B", "runs": 3, "collapsed epochs": 0, "critic rows": 4000,
+         "samples carrying a collapse, median": float("nan"),
+         "top score above joint, collapsed (nats)": float("nan"),
+         "top score above joint, other epochs (nats)": 2.18}])
+    text = evidence.carrier_text(table)
+    assert text == ("In the 325 collapsed epochs of A (5 runs), a median of 1 of the 4000 marginal "
+                    "samples carries the log-mean-exp, the top score standing 11.7 nats above the joint "
+                    "term (3.2 in the other epochs): one exploding score makes a collapse.")
+    assert evidence.carrier_text(table.iloc[1:]) == ""
