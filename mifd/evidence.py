@@ -164,6 +164,17 @@ def stored_study(configs: dict[str, RunConfig], seeds, root=None
     return records, sweep.command(wanted) if missing else "", failures
 
 
+def stored_runs(config: RunConfig, seeds, root=None, train_missing: bool = False
+                ) -> tuple[list, str]:
+    """The complete records of `config` for `seeds`, the missing ones trained first when
+    `train_missing` (`sweep.collect`); and the `mifd sweep` command of those still missing
+    ("" when none is; `stored_study`)."""
+    if train_missing:
+        return sweep.collect(config, seeds, root, True, progress=False), ""
+    found, command, _ = stored_study({"": config}, seeds, root)
+    return found[""], command
+
+
 def pilot_strengths(pilot: pd.DataFrame, kept: int, column: str = "accuracy",
                     threshold: float = analysis.SUCCESS_ACCURACY) -> list[float]:
     """The L1 pilot's rule: of the strengths tried (`pilot`: a row per run with "c_l1" and
@@ -401,8 +412,7 @@ def results_sources(wm_profile: str, wm_seeds, wm_lambda: float, paper_seeds,
         variants = list(departure_conditions(wm_profile, wm_lambda, dose_lambda).items())[2:]
         control_label, control = list(wm_records.items())[1]
         for label, config in variants:
-            runs = (collect({label: config}, wm_seeds)[label] if train_missing
-                    else [r for s in wm_seeds if (r := store.find_record(config, s, results_dir))])
+            runs, _ = stored_runs(config, wm_seeds, results_dir, train_missing)
             if runs:
                 records = {label: runs, control_label: control}
                 sources[f"working memory, {wm_profile}, {_at(label).removeprefix('the ')}"] = Source(
@@ -641,12 +651,20 @@ def carrier_table(records: dict[str, list]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _departures(ends: pd.DataFrame, reference: str, variants) -> dict[str, tuple]:
+    """{variant label: (its runs, the `reference` runs, `claims.departure` verdicts)} for each
+    label of `variants` present in the `end_table` `ends` (with the reference)."""
+    by = {label: runs for label, runs in ends.groupby("condition", sort=False)}
+    return {label: (by[label], by[reference],
+                    claims.departure(by[label], by[reference], against=_at(reference)))
+            for label in variants if label in by and reference in by}
+
+
 def departure_verdicts(ends: pd.DataFrame, reference: str, variants) -> dict[str, pd.DataFrame]:
     """{variant label: `claims.departure` table of that condition's runs against the
     `reference` condition's} for each label of `variants`."""
-    by = {label: runs for label, runs in ends.groupby("condition", sort=False)}
-    return {label: claims.table(claims.departure(by[label], by[reference], against=_at(reference)))
-            for label in variants if label in by and reference in by}
+    return {label: claims.table(verdicts)
+            for label, (_, _, verdicts) in _departures(ends, reference, variants).items()}
 
 
 def _at(label: str) -> str:
@@ -663,11 +681,8 @@ def departure_text(ends: pd.DataFrame, reference: str, variants, pushes_less: bo
     tests of `claims.departure`; then which explanation the rule supports. `pushes_less`:
     whether a critic on the `book` share of the rows pushed the network less than one on all
     of them (chapter 3's measurement; None when none is stored)."""
-    by = {label: runs for label, runs in ends.groupby("condition", sort=False)}
     said, parts = {}, []
-    for label in (v for v in variants if v in by and reference in by):
-        runs, base = by[label], by[reference]
-        rule, d_corr, collapse = claims.departure(runs, base, against=_at(reference))
+    for label, (runs, base, (rule, d_corr, collapse)) in _departures(ends, reference, variants).items():
         said[label] = {"more": rule.verdict == "yes", "fewer": collapse.verdict == "yes",
                        "decided": rule.verdict != "not decidable"}
         word = {"yes": "more", "no": "not detectably more", "not decidable": "too few runs to decide"}
@@ -716,22 +731,20 @@ def departure_text(ends: pd.DataFrame, reference: str, variants, pushes_less: bo
     return "\n\n".join(parts)
 
 
-def departure_short(ends: pd.DataFrame, verdicts: dict[str, pd.DataFrame], reference: str) -> str:
-    """One clause for the front pages: per variant of `departure_verdicts`, how many of its
-    runs end as the paper describes (`end_table`'s "paper end") against the `reference`'s, with
-    the rule's p; "" when nothing is compared."""
-    def count(label: str) -> str:
-        runs = ends.loc[ends["condition"] == label, "paper end"]
-        return f"{int(runs.sum())} of {len(runs)}"
+def departure_short(ends: pd.DataFrame, reference: str, variants) -> str:
+    """One clause for the front pages: per label of `variants` stored in `ends` (an
+    `end_table`), how many of its runs end as the paper describes against the `reference`'s,
+    with the rule's p; "" when nothing is compared."""
+    def count(runs: pd.DataFrame) -> str:
+        return f"{int(runs['paper end'].sum())} of {len(runs)}"
 
-    interim = any((ends["condition"] == label).sum() < (ends["condition"] == reference).sum()
-                  for label in verdicts)
+    compared = _departures(ends, reference, variants)
+    interim = any(len(runs) < len(base) for runs, base, _ in compared.values())
     return ("; ".join(
-        f"with {_at(label)}, {count(label)} runs end as the paper describes, against "
-        f"{count(reference)} with {_at(reference)} (exact one-sided Fisher p = "
-        f"{table.iloc[0]['numbers'].rsplit('p = ', 1)[1].rstrip(')')}"
-        f"{'' if table.iloc[0]['verdict'] == 'yes' else ', not detectably more'})"
-        for label, table in verdicts.items())
+        f"with {_at(label)}, {count(runs)} runs end as the paper describes, against "
+        f"{count(base)} with {_at(reference)} (exact one-sided Fisher p = {rule.p:.2g}"
+        f"{'' if rule.verdict == 'yes' else ', not detectably more'})"
+        for label, (runs, base, (rule, _, _)) in compared.items())
         + (" (interim: not every seed of these columns is stored yet)" if interim else ""))
 
 
@@ -751,14 +764,13 @@ def carrier_text(table: pd.DataFrame) -> str:
     samples carry a collapse (median) and how far the top score then stands above the joint
     term, beside the other epochs; "" when no condition has a collapsed epoch."""
     parts = []
-    for row in table[table["collapsed epochs"] > 0].itertuples(index=False):
-        n = row[table.columns.get_loc("samples carrying a collapse, median")]
+    for row in table[table["collapsed epochs"] > 0].to_dict("records"):
+        n = row["samples carrying a collapse, median"]
         parts.append(
-            f"In the {row[table.columns.get_loc('collapsed epochs')]} collapsed epochs of "
-            f"{row.condition} ({row.runs} runs), a median of {n:.0f} of the "
-            f"{row[table.columns.get_loc('critic rows')]} marginal samples carries the "
-            f"log-mean-exp, the top score standing "
-            f"{row[table.columns.get_loc('top score above joint, collapsed (nats)')]:.1f} nats above "
-            f"the joint term ({row[table.columns.get_loc('top score above joint, other epochs (nats)')]:.1f} "
-            "in the other epochs)" + (": one exploding score makes a collapse." if round(n) <= 1 else "."))
+            f"In the {row['collapsed epochs']} collapsed epochs of {row['condition']} "
+            f"({row['runs']} runs), a median of {n:.0f} of the {row['critic rows']} marginal samples "
+            f"carries the log-mean-exp, the top score standing "
+            f"{row['top score above joint, collapsed (nats)']:.1f} nats above the joint term "
+            f"({row['top score above joint, other epochs (nats)']:.1f} in the other epochs)"
+            + (": one exploding score makes a collapse." if round(n) <= 1 else "."))
     return " ".join(parts)

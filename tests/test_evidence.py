@@ -141,6 +141,8 @@ def test_stored_study_splits_stored_from_missing_and_names_one_command(smoke_rec
     assert failures == []
     records, command, failures = evidence.stored_study({k: configs[k] for k in ("λ = 0.1", "λ = 0")}, [1, 2], root)
     assert command == "" and sum(map(len, records.values())) == 4
+    runs, command = evidence.stored_runs(configs["λ = 0.1"], [1, 2, 4], root)
+    assert [r.seed for r in runs] == [1, 2] and command == "mifd sweep wm --profile smoke --seeds 1-2 4 --lambda-mi 0.1"
     # a run that diverged is reported, neither stored nor missing (the sweep does not retry it)
     store.record_failure(store.run_dir(configs["λ = 0.1"], 4, tmp_path), {
         "reason": "the loss became nan at epoch 3", "epoch": 3})
@@ -244,6 +246,12 @@ def test_the_departure_rule_names_a_variant_only_where_its_runs_end_as_the_paper
     assert set(verdicts) == {well_posed, dose}
     assert list(verdicts[well_posed]["verdict"]) == ["yes", "yes", "yes"]
     assert list(verdicts[dose]["verdict"]) == ["no", "no", "no"]  # nothing happens: the rule fails
+    short = evidence.departure_short(ends, reference, [well_posed, dose, "absent"])
+    assert short.startswith("with the well-posed critic at λ = 0.1, 10 of 10 runs end as the paper "
+                            "describes, against 1 of 10 with the authors' critic at λ = 0.1 (exact "
+                            "one-sided Fisher p = ")
+    assert "not detectably more)" in short and "interim" not in short
+    assert "interim" in evidence.departure_short(ends.iloc[:-1], reference, [dose])
     text = evidence.departure_text(ends, reference, [well_posed, dose, "absent"], pushes_less=False)
     assert "10 of 10 (0.69–1.00) runs end as the paper describes, against 1 of 10" in text
     assert "By the rule only the well-posed critic at λ = 0.1 explains the departure" in text
