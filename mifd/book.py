@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from . import store
+from .config import PROFILES
 
 MATHJAX_VERSION = "3.2.2"
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,8 +46,7 @@ def parameters_of(notebook: Path) -> dict[str, Any]:
     return defaults
 
 
-PROFILE_NAMES = ("smoke", "book", "paper")
-_PROFILE = ("one of " + ", ".join(PROFILE_NAMES), lambda v: v in PROFILE_NAMES)
+_PROFILE = ("one of " + ", ".join(PROFILES), lambda v: v in PROFILES)
 _FOLDER = ("a folder path (a string) or None", lambda v: v is None or isinstance(v, str))
 # parameters whose default (None) does not say what else they accept, or whose range matters
 _FORMS = {

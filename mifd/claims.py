@@ -1,6 +1,7 @@
-"""The rules that decide the paper's claims, one function per rule, shared by both tasks.
+"""The rules that decide the paper's claims, one function per rule, shared by both tasks,
+and the rules fixed before a pilot or search was read that chose the book's settings.
 
-Every rule returns `Verdict`s: "yes", "no", or "not decidable" when the rule's exact test
+Every claim rule returns `Verdict`s: "yes", "no", or "not decidable" when its exact test
 cannot reach p < α with the runs given, whatever the data (a one-sided rank-sum test with
 3 runs against 3 attains at best p = 1/20 = 0.05; a signed-rank test with 4 pairs 1/16).
 Tests are exact permutation tests on (mid)ranks, so ties are handled without normal
@@ -19,6 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
+
+from . import analysis
 
 ALPHA = 0.05
 # what a rule can say; "uninformative": its negative control says yes too
@@ -753,6 +756,90 @@ def relation(claim: str, x_name: str, y_name: str, x, y, alpha: float = ALPHA) -
     decidable = n >= 3 and min_p_spearman(np.arange(n)) < alpha
     return Verdict(claim, f"{y_name} changes with {x_name} (Spearman, exact two-sided p < {alpha:g})",
                    _word(p < alpha, decidable), f"ρ = {rho:.2f} over {_runs(n)}, p = {p:.2g}", p)
+
+
+# --- choices fixed before their pilot or search was read ------------------------------------
+
+GOOD_SEPARATION_R2 = 0.96  # the authors' good separation: mean test R² above this
+
+
+def late_training_check(run: dict, paper_mi: dict, paper_control: dict,
+                        start: int = analysis.LATE_START,
+                        window: int = analysis.LATE_WINDOW) -> pd.DataFrame:
+    """Whether a run with MI minimisation keeps the constraint late in training as the paper
+    profile's run of the same seed does (chapter 3's pilot of the critic's row share). The
+    rule, fixed before the pilot was looked at:
+
+    - Î held down: in every window of `window` epochs from `start` on, the median Î stays
+      below the midpoint of the paper MI run's and the paper control run's medians over the
+      whole late stretch (closer to the constrained run than to the unconstrained one);
+    - accuracy kept: every window's mean accuracy is at least the paper MI run's lowest
+      window mean minus ACCURACY_SLACK;
+    - functional modularity kept: in every window, the mean Q_corr of the snapshots in it is
+      at least half of the paper MI run's mean over all snapshots from `start` on.
+
+    Each dict: "mi" and "accuracy" per epoch ((E,), entry e is epoch e + 1), "epoch" and
+    "Q_corr" per snapshot ((S,) each). Returns one row per criterion (`LATE_CRITERIA`):
+    value, bound, ok.
+    """
+    def windows(values, reduce):
+        return analysis.window_values(values, window, reduce, start)
+
+    mi_bound = 0.5 * (np.median(paper_mi["mi"][start:]) + np.median(paper_control["mi"][start:]))
+    acc_bound = windows(paper_mi["accuracy"], np.mean).min() - ACCURACY_SLACK
+    q_bound = 0.5 * analysis.late_q_corr(paper_mi, start)
+    values = (windows(run["mi"], np.median).max(), windows(run["accuracy"], np.mean).min(),
+              analysis.q_corr_windows(run, start, window).min())
+    return pd.DataFrame([{"criterion": name, "value": value, "bound": f"{op} {bound:.3f}",
+                          "ok": bool(value <= bound if op == "≤" else value >= bound)}
+                         for (name, op), value, bound
+                         in zip(LATE_CRITERIA.items(), values, (mi_bound, acc_bound, q_bound))])
+
+
+ACCURACY_SLACK = 0.03  # late_training_check: accuracy may sit this far below the paper run's
+# late_training_check's criteria, each with the side of its bound a run must stay on
+LATE_CRITERIA = {"largest window median of Î (nats)": "≤",
+                 "smallest window mean of accuracy": "≥",
+                 "smallest window mean of Q_corr": "≥"}
+
+
+def fraction_choice(checks: pd.DataFrame) -> float | None:
+    """The critic row share the pilot chooses: the smallest "fraction" whose every
+    `late_training_check` row ("ok") passes, over all its runs; None when none does."""
+    kept = checks.groupby("fraction")["ok"].all()
+    return float(kept[kept].index.min()) if kept.any() else None
+
+
+def pilot_strengths(pilot: pd.DataFrame, kept: int, column: str = "accuracy",
+                    threshold: float = SUCCESS["accuracy"]) -> list[float]:
+    """The L1 pilot's rule (chapter 6): of the strengths tried (`pilot`: a row per run with
+    "c_l1" and `column`), the `kept` largest whose runs' mean `column` stays above
+    `threshold`, in increasing order (fewer when fewer pass)."""
+    means = pilot.groupby("c_l1")[column].mean()
+    passing = sorted(float(c) for c, v in means.items() if c > 0 and v > threshold)
+    return passing[-kept:] if kept > 0 else []
+
+
+# The separation search's budget (chapter 5), fixed before it was read: ten runs within four
+# hours of the two-core machine, 48 core-minutes a run, against the 19.0 core-minutes that the
+# ten stored runs of `book` as searched (30 epochs, λ = 0.005 and 0, seeds 625–629: records
+# a8f0e20fe99b and 412c11f11c6e, made at 40727152fa to d40f48e414) took on average: 2.5
+# `book` runs. A variant that changes the profile must reach the authors' good separation.
+SEARCH_BUDGET_CORE_MINUTES = 48.0
+SEARCH_BOOK_CORE_MINUTES = 19.0
+SEARCH_BUDGET = SEARCH_BUDGET_CORE_MINUTES / SEARCH_BOOK_CORE_MINUTES
+SEARCH_PREFERRED = GOOD_SEPARATION_R2  # mean test R² over t ≥ washout with MI minimisation
+
+
+def search_choice(search: pd.DataFrame, budget: float = SEARCH_BUDGET,
+                  preferred: float = SEARCH_PREFERRED) -> str:
+    """The rule that picks the separation profile from the search (fixed before the search was
+    read): keep "book" unless a variant's mean R² over t ≥ washout with MI minimisation reaches
+    `preferred` at a cost (column "× book") of at most `budget` book runs; then the cheapest
+    such variant."""
+    by_variant = search.groupby("variant").agg(r2=("R² (t ≥ washout)", "mean"), cost=("× book", "mean"))
+    good = by_variant[(by_variant["r2"] >= preferred) & (by_variant["cost"] <= budget)]
+    return str(good["cost"].idxmin()) if len(good) else "book"
 
 
 # --- the guard: the book's conclusions, as committed (#39) --------------------------------

@@ -49,7 +49,7 @@ def wm_finals(courses: pd.DataFrame, records: dict[str, list],
     finals = (courses.loc[courses.groupby("run")["epoch"].idxmax()]
               .merge(task[["condition", "seed", "accuracy", "mi_recent"]], on=["condition", "seed"])
               .rename(columns={"mi_recent": "mi"}))
-    finals["success"] = finals["accuracy"] > analysis.SUCCESS_ACCURACY
+    finals["success"] = finals["accuracy"] > claims.SUCCESS["accuracy"]
     finals["differentiated"] = finals["success"] & (finals["Q_str"] > differentiation_q)
     return finals.reset_index(drop=True)
 
@@ -175,16 +175,6 @@ def stored_runs(config: RunConfig, seeds, root=None, train_missing: bool = False
     return found[""], command
 
 
-def pilot_strengths(pilot: pd.DataFrame, kept: int, column: str = "accuracy",
-                    threshold: float = analysis.SUCCESS_ACCURACY) -> list[float]:
-    """The L1 pilot's rule: of the strengths tried (`pilot`: a row per run with "c_l1" and
-    `column`), the `kept` largest whose runs' mean `column` stays above `threshold`, in
-    increasing order (fewer when fewer pass)."""
-    means = pilot.groupby("c_l1")[column].mean()
-    passing = sorted(float(c) for c, v in means.items() if c > 0 and v > threshold)
-    return passing[-kept:] if kept > 0 else []
-
-
 @dataclass(frozen=True)
 class WMEvidence:
     """Everything the working-memory claims rest on: `courses` (a row per run and snapshot),
@@ -206,6 +196,80 @@ def wm_evidence(records: dict[str, list], seed: int, differentiation_q: float = 
     courses = wm_courses(records, seed, legacy_bias_restore)
     finals = wm_finals(courses, records, differentiation_q)
     return WMEvidence(courses, finals, wm_verdicts(finals, courses, *list(records)[:2]))
+
+
+# --- chapter 3's pilot of the critic's row share -------------------------------------------
+
+def late_course(record, replay_seed: int) -> dict[str, np.ndarray]:
+    """What `claims.late_training_check` reads of a working-memory record: "mi" (history
+    "mi_before") and "accuracy" per epoch, (E,); "epoch" and "Q_corr" per snapshot, (S,),
+    from `evaluate.index_courses` on the analysis batch of `replay_seed`."""
+    indices = evaluate.index_courses(record, replay_seed)
+    return {"mi": record.history["mi_before"], "accuracy": record.history["accuracy"],
+            "epoch": indices["epoch"].to_numpy(), "Q_corr": indices["Q_corr"].to_numpy()}
+
+
+def pilot_checks(pilot_courses: dict, mi_courses: dict, control_courses: dict) -> pd.DataFrame:
+    """`claims.late_training_check` for every pilot run ({(fraction, seed): course}) against
+    the paper runs of the same seed ({seed: course}, λ > 0 and control), or of the first seed
+    stored in both conditions when its own is missing: its rows with "fraction", "seed" and
+    "reference" (which paper runs it was held against)."""
+    stand_in = sorted(set(mi_courses) & set(control_courses))[0]
+    checks = []
+    for (fraction, seed), course in pilot_courses.items():
+        mi_seed = seed if seed in mi_courses else stand_in
+        control_seed = mi_seed if mi_seed in control_courses else stand_in
+        reference = (f"paper seed {mi_seed}" if control_seed == mi_seed
+                     else f"paper seed {mi_seed} (control: seed {control_seed})")
+        checks.append(claims.late_training_check(
+            course, mi_courses[mi_seed], control_courses[control_seed]).assign(
+            fraction=fraction, seed=seed, reference=reference))
+    return pd.concat(checks)
+
+
+_CRITERION_SHORT = dict(zip(claims.LATE_CRITERIA, ("Î", "accuracy", "Q_corr")))
+
+
+def pilot_text(checks: pd.DataFrame, fractions, mi_courses: dict, book_fraction: float) -> str:
+    """The pilot's outcome as the chapter prints it: a line per fraction tried (runs that keep
+    the constraint, and what the others lost), then the verdict of `claims.fraction_choice`,
+    whether the `book` profile's `book_fraction` is what it chooses, and the paper MI runs'
+    own smallest late window of Q_corr."""
+    lines = []
+    for f in fractions:
+        table = checks[checks["fraction"] == f]
+        if table.empty:
+            lines.append(f"- {f:g} of the rows: no run stored yet.")
+            continue
+        failed = [f"seed {s} ({', '.join(_CRITERION_SHORT[c] for c in t.loc[~t['ok'], 'criterion'])})"
+                  for s, t in table.groupby("seed") if not t["ok"].all()]
+        n_runs = table["seed"].nunique()
+        lines.append(f"- {f:g} of the rows: {n_runs - len(failed)} of {n_runs} runs keep the "
+                     "constraint" + (f"; lost: {'; '.join(failed)}." if failed else "."))
+    chosen = claims.fraction_choice(checks)
+    verdict = (f"the rule chooses {chosen:g} of the rows." if chosen is not None
+               else "no fraction tried so far keeps the constraint in every pilot run.")
+    failed = checks.groupby("fraction")["ok"].apply(lambda ok: int((~ok).sum()))
+    if chosen is None and len(failed) > 1:
+        small, large = failed.iloc[0], failed.iloc[-1]
+        verdict += (f" The largest fraction tried misses {large} of its "
+                    f"{int((checks['fraction'] == failed.index[-1]).sum())} "
+                    f"criteria, the smallest {small}: a larger critic sample "
+                    + ("does not keep the constraint" if large >= small else "helps but does not suffice")
+                    + ". Whether the `paper` settings keep it beyond the "
+                    f"{len(mi_courses)} stored `paper` MI seed(s) is what more `paper` seeds decide.")
+    if chosen == book_fraction:
+        why = "as the rule chooses"
+    elif chosen is None and book_fraction == min(fractions):
+        why = "the smallest fraction tried, as the rule says when none keeps the constraint"
+    else:
+        why = "which is not what the rule chooses"
+    verdict += f" The 1000-epoch `book` profile uses {book_fraction:g} of the rows, {why}."
+    own = [f"seed {s} {analysis.q_corr_windows(c).min():.3f} (mean {analysis.late_q_corr(c):.3f})"
+           for s, c in mi_courses.items()]
+    verdict += (" The `paper` MI runs themselves, smallest window mean of Q_corr over epochs "
+                f"{analysis.LATE_START}–1000: {'; '.join(own)}.")
+    return "\n".join(lines) + f"\n\n**Verdict:** {verdict}"
 
 
 # --- chaotic separation --------------------------------------------------------------------
@@ -293,16 +357,6 @@ def separation_search(base: RunConfig, variants: dict[str, dict[str, Any]], seed
     return pd.DataFrame(rows), commands
 
 
-SEARCH_PREFERRED = 0.96   # mean test R² over t ≥ washout with MI minimisation that changes the profile
-# The search's budget, fixed before it was read: ten runs within four hours of the two-core
-# machine, 48 core-minutes a run, against the 19.0 core-minutes that the ten stored runs of
-# `book` as searched (30 epochs, λ = 0.005 and 0, seeds 625–629: records a8f0e20fe99b and
-# 412c11f11c6e, made at 40727152fa to d40f48e414) took on average: 2.5 `book` runs.
-SEARCH_BUDGET_CORE_MINUTES = 48.0
-SEARCH_BOOK_CORE_MINUTES = 19.0
-SEARCH_BUDGET = SEARCH_BUDGET_CORE_MINUTES / SEARCH_BOOK_CORE_MINUTES
-
-
 def search_relative_cost(search: pd.DataFrame, variants: dict[str, dict[str, Any]],
                          book_epochs: int) -> pd.Series:
     """Each search run's cost as a multiple of a `book` run's on the same processor: its
@@ -316,17 +370,6 @@ def search_relative_cost(search: pd.DataFrame, variants: dict[str, dict[str, Any
     reference = search["CPU"].map(epoch_cost) * book_epochs
     multiple = search["core-seconds per epoch"] * search["epochs"] / reference
     return multiple.where(~search["variant"].isin(same_epoch), search["epochs"] / book_epochs)
-
-
-def search_choice(search: pd.DataFrame, budget: float = SEARCH_BUDGET,
-                  preferred: float = SEARCH_PREFERRED) -> str:
-    """The rule that picks the separation profile from the search (fixed before the search was
-    read): keep "book" unless a variant's mean R² over t ≥ washout with MI minimisation reaches
-    `preferred` at a cost (column "× book") of at most `budget` book runs; then the cheapest
-    such variant."""
-    by_variant = search.groupby("variant").agg(r2=("R² (t ≥ washout)", "mean"), cost=("× book", "mean"))
-    good = by_variant[(by_variant["r2"] >= preferred) & (by_variant["cost"] <= budget)]
-    return str(good["cost"].idxmin()) if len(good) else "book"
 
 
 def separation_finals(records: dict[str, list], replays: dict | None = None) -> pd.DataFrame:

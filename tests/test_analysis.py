@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mifd import analysis
+from mifd import analysis, claims
 
 
 def test_modularity_matches_networkx_on_random_matrices():
@@ -133,12 +133,12 @@ def test_late_training_check_passes_a_copy_and_fails_a_drift():
     paper = {"mi": 0.9 + 0.05 * rng.normal(size=1000), "accuracy": 0.95 + 0.005 * rng.normal(size=1000),
              "epoch": epochs, "Q_corr": np.full(epochs.size, 0.33)}
     control = {**paper, "mi": 2.3 + 0.05 * rng.normal(size=1000)}
-    same = analysis.late_training_check(paper, paper, control)
+    same = claims.late_training_check(paper, paper, control)
     assert same["ok"].all() and len(same) == 3
     drift = {**paper, "mi": np.r_[paper["mi"][:800], np.full(200, 2.1)],        # Î escapes late
              "accuracy": np.r_[paper["accuracy"][:900], np.full(100, 0.89)],  # accuracy falls
              "Q_corr": np.where(epochs >= 700, 0.05, 0.45)}                   # modularity lost
-    assert not analysis.late_training_check(drift, paper, control)["ok"].any()
+    assert not claims.late_training_check(drift, paper, control)["ok"].any()
 
 
 def test_late_q_corr_and_its_windows_read_only_the_late_snapshots():

@@ -440,3 +440,10 @@ def test_the_rising_limb_finds_no_precedence_in_controls_that_never_differentiat
     table = pd.concat(rows).pivot_table(index=["run", "epoch"], columns="index", values="v").reset_index()
     lags = analysis.rising_lags(table, "D_corr", "D_out")
     assert claims.precedence("c", {"rising limb": lags})[0].verdict != "yes"
+
+
+def test_fraction_choice_takes_the_smallest_share_whose_every_check_passes():
+    checks = pd.DataFrame({"fraction": [0.1, 0.1, 0.25, 0.25, 0.5],
+                           "ok": [True, False, True, True, True]})
+    assert claims.fraction_choice(checks) == 0.25
+    assert claims.fraction_choice(checks.assign(ok=False)) is None

@@ -154,9 +154,9 @@ def test_stored_study_splits_stored_from_missing_and_names_one_command(smoke_rec
 
 def test_pilot_strengths_keep_the_largest_that_stay_accurate():
     pilot = pd.DataFrame({"c_l1": [1e-5, 1e-4, 1e-3, 1e-2], "accuracy": [0.95, 0.93, 0.91, 0.6]})
-    assert evidence.pilot_strengths(pilot, 2) == [1e-4, 1e-3]
-    assert evidence.pilot_strengths(pilot, 5) == [1e-5, 1e-4, 1e-3]
-    assert evidence.pilot_strengths(pilot.assign(accuracy=0.5), 2) == []
+    assert claims.pilot_strengths(pilot, 2) == [1e-4, 1e-3]
+    assert claims.pilot_strengths(pilot, 5) == [1e-5, 1e-4, 1e-3]
+    assert claims.pilot_strengths(pilot.assign(accuracy=0.5), 2) == []
 
 
 def test_search_costs_are_relative_to_a_book_epoch_on_the_same_processor_and_choose_by_the_rule():
@@ -172,9 +172,9 @@ def test_search_costs_are_relative_to_a_book_epoch_on_the_same_processor_and_cho
          "R² (t ≥ washout)": 0.95}])
     search["× book"] = evidence.search_relative_cost(search, variants, book_epochs=30)
     assert search["× book"].iloc[:3].tolist() == [1.0, 2.0, 0.5] and np.isnan(search["× book"].iloc[3])
-    assert evidence.search_choice(search, budget=2.2) == "60 epochs"
-    assert evidence.search_choice(search, budget=1.5) == "book"       # too dear
-    assert evidence.search_choice(search, budget=2.2, preferred=0.98) == "book"
+    assert claims.search_choice(search, budget=2.2) == "60 epochs"
+    assert claims.search_choice(search, budget=1.5) == "book"       # too dear
+    assert claims.search_choice(search, budget=2.2, preferred=0.98) == "book"
 
 
 def test_the_search_starts_from_book_as_searched_and_reads_its_stored_records():
@@ -183,7 +183,7 @@ def test_the_search_starts_from_book_as_searched_and_reads_its_stored_records():
     hashes = {name: evidence.search_config(start, changes).config_hash()
               for name, changes in evidence.SEPARATION_SEARCH.items()}
     assert hashes["book"] == "a8f0e20fe99b" and hashes["60 epochs"] == "334b1443198e"
-    assert evidence.SEARCH_BUDGET == pytest.approx(48 / 19.0)
+    assert claims.SEARCH_BUDGET == pytest.approx(48 / 19.0)
 
 
 def test_end_of_training_reads_the_peak_and_the_last_snapshot():
@@ -330,3 +330,17 @@ def test_carrier_text_says_how_many_samples_carry_a_collapse():
                     "samples carries the log-mean-exp, the top score standing 11.7 nats above the joint "
                     "term (3.2 in the other epochs): one exploding score makes a collapse.")
     assert evidence.carrier_text(table.iloc[1:]) == ""
+
+
+def test_the_pilot_is_held_against_its_own_paper_seed_or_a_stand_in_and_says_what_was_lost():
+    epochs = np.arange(0, 1001, 25)
+    paper = {"mi": np.full(1000, 0.9), "accuracy": np.full(1000, 0.95), "epoch": epochs,
+             "Q_corr": np.full(epochs.size, 0.3)}
+    control = {**paper, "mi": np.full(1000, 2.3)}
+    escaped = {**paper, "mi": np.full(1000, 2.0)}
+    checks = evidence.pilot_checks({(0.1, 1): escaped, (0.25, 1): paper, (0.25, 7): paper},
+                                   {1: paper}, {1: control})
+    assert set(checks["reference"]) == {"paper seed 1"} and len(checks) == 9
+    text = evidence.pilot_text(checks, [0.1, 0.25], {1: paper}, book_fraction=0.1)
+    assert "- 0.1 of the rows: 0 of 1 runs keep the constraint; lost: seed 1 (Î)." in text
+    assert "the rule chooses 0.25 of the rows" in text and "which is not what the rule chooses" in text
