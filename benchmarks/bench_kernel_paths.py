@@ -46,9 +46,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    from mifd import store
+    from mifd import machine
 
-    cpu = store.cpu()
+    cpu = machine.cpu()
     print(f"{cpu['model_name']} {cpu['family_model_stepping']}, {' '.join(cpu['vector_extensions'])}, "
           f"torch capability {cpu['torch_capability']}, {args.threads} threads, {args.epochs} epochs "
           f"(with the 100 pre-training steps), best of {args.repeats}")

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from mifd import store
+from mifd import files, store
 from mifd.config import profile
 from mifd.verify import cohort_departure
 
@@ -41,7 +41,7 @@ def main() -> None:
               "seconds": time.perf_counter() - started,
               "provenance": store.provenance({"torch_threads": torch.get_num_threads()}),
               "rows": rows}
-    store.atomic_write_bytes(args.out, (json.dumps(result, indent=1) + "\n").encode())
+    files.atomic_write_bytes(args.out, (json.dumps(result, indent=1) + "\n").encode())
     print(f"wrote {args.out}")
 
 

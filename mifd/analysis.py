@@ -7,11 +7,15 @@ import numpy as np
 import pandas as pd
 
 from .config import WMTaskConfig
-from .tasks import OFF_CHANNELS, ON_CHANNELS, WMBatch
+from .tasks import OFF_CHANNELS, ON_CHANNELS
 
 
-def pulse_statistics(batch: WMBatch, cfg: WMTaskConfig) -> dict[str, tuple[float, float]]:
+def pulse_statistics(onsets: np.ndarray, inputs: np.ndarray, bits: np.ndarray,
+                     cfg: WMTaskConfig) -> dict[str, tuple[float, float]]:
     """Measured vs expected statistics of a working-memory batch, as {name: (measured, expected)}.
+
+    inputs: (B, T, 4) input pulses; bits: (B, T + 1, 2) the latched ±1 bits; onsets:
+    (B, T + 2, 4) bool pulse onsets (`tasks.WMBatch`'s arrays); cfg: the task's settings.
 
     - onset rate: onsets per channel and step (expected p);
     - onsets per channel in the learning segment (expected n_learn·p);
@@ -20,11 +24,11 @@ def pulse_statistics(batch: WMBatch, cfg: WMTaskConfig) -> dict[str, tuple[float
       onset flips +1 → −1, and symmetrically).
     """
     p, n_steps = cfg.onset_prob, cfg.n_transient + cfg.n_learn
-    onsets = batch.onsets[:, :n_steps]
+    onsets = onsets[:, :n_steps]
     learning = onsets[:, cfg.n_transient:]
-    steady = batch.inputs[:, cfg.pulse_length:] > 0
-    flips = np.count_nonzero(np.diff(batch.bits[:, 1:], axis=1))
-    exposure = batch.bits.shape[0] * 2 * (batch.bits.shape[1] - 2)
+    steady = inputs[:, cfg.pulse_length:] > 0
+    flips = np.count_nonzero(np.diff(bits[:, 1:], axis=1))
+    exposure = bits.shape[0] * 2 * (bits.shape[1] - 2)
     return {
         "onset rate per channel and step": (float(onsets.mean()), p),
         "onsets per channel in the learning segment": (

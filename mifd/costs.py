@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import store
+from . import machine, store
 
 
 def chapter_times(staged: Path) -> pd.DataFrame:
@@ -57,18 +57,9 @@ def stored_runs(root: Path | None = None) -> pd.DataFrame:
             "train seconds": float(prov["train_seconds"]), "threads": threads, "cohort runs": cohort,
             "core-hours": core_hours(prov),
             "commit": str(prov.get("git_commit", ""))[:7],
-            "cpu": _cpu_name(prov),
+            "cpu": machine.recorded_cpu(prov),
         })
     return pd.DataFrame(rows)
-
-
-def _cpu_name(provenance: dict) -> str:
-    """The processor as a record's provenance names it: model and family/model/stepping
-    (e.g. "AMD EPYC 25/17/1", a Zen 4), or the bare architecture of older records."""
-    cpu = provenance.get("cpu")
-    if not cpu:
-        return provenance.get("processor", "")
-    return store.cpu_name(cpu)
 
 
 def profile_costs(runs: pd.DataFrame) -> pd.DataFrame:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import store
+from . import files, store
 from .analysis import wm_indices
 from .config import RunConfig
 from .models import GRU_LEGACY_NAMES, GRUNet, LeakyRNN
@@ -104,7 +104,7 @@ def index_courses(record, seed: int, batch_size: int | None = None,
                      "epoch": int(epoch),
                      **wm_indices(parameters, replay.x, replay.targets,
                                   record.config.task.n_transient)})
-    store.atomic_write_bytes(target, json.dumps(rows).encode())  # floats round-trip exactly
+    files.atomic_write_bytes(target, json.dumps(rows).encode())  # floats round-trip exactly
     return pd.DataFrame(rows)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import analysis, claims, costs, evaluate, mine, separation, store, sweep
+from . import analysis, claims, costs, evaluate, machine, mine, separation, store, sweep
 from .config import RunConfig, sequence_length
 
 WM_INDICES = ("Q_corr", "Q_str", "D_corr", "D_in", "D_out")
@@ -330,7 +330,7 @@ def separation_search(base: RunConfig, variants: dict[str, dict[str, Any]], seed
     """The stored runs of each variant (`search_config(base, changes)`) for `seeds`: one row per
     stored run with the variant, its changes, the final test R² over all steps and over
     t ≥ washout (its network replayed on the test set), its core-minutes
-    (`costs.core_hours`) and the processor that trained it (`store.cpu_name`; records made
+    (`costs.core_hours`) and the processor that trained it (`machine.recorded_cpu`; records made
     before 2026-12-03 do not name it); and the `mifd sweep` commands that train the missing
     ones ("" when none is missing)."""
     rows, missing = [], []
@@ -351,8 +351,7 @@ def separation_search(base: RunConfig, variants: dict[str, dict[str, Any]], seed
                          "core-seconds per epoch": (3600 * costs.core_hours(record.provenance)
                                                     / config.training.epochs),
                          "core-minutes per run": 60 * costs.core_hours(record.provenance),
-                         "CPU": (store.cpu_name(record.provenance["cpu"])
-                                 if "cpu" in record.provenance else "not recorded")})
+                         "CPU": machine.recorded_cpu(record.provenance, "not recorded")})
     commands = "\n".join(sweep.command({"": [run]}) for run in missing)
     return pd.DataFrame(rows), commands
 
@@ -612,7 +611,7 @@ def authors_table(records: list) -> pd.DataFrame:
         "seed": r.seed, "λ": r.config.training.lambda_mi, "epochs": len(r.history["loss"]),
         "Î, median of last 10 (nats)": float(np.median(r.history["mi_before"][-10:])),
         "died at": r.provenance.get("died_at"), "s/epoch": r.provenance.get("seconds_per_epoch"),
-        "processor": store.cpu_name(r.provenance["cpu"]) if "cpu" in r.provenance else ""}
+        "processor": machine.recorded_cpu(r.provenance, "")}
         for r in records])
     return pd.concat([own.iloc[:, :4], collapsed, own.iloc[:, 4:]], axis=1)
 

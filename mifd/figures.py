@@ -4,7 +4,8 @@ Every figure is drawn for the book's text column: at most `COLUMN` inches wide a
 100 pixels per inch the page shows it at, with fonts sized for that width. In a notebook the
 inline backend renders at twice that resolution ("retina": 200 dpi) and tells the page the
 nominal size, so nothing is shrunk to fit and nothing is blurred. Tables show every cell whole
-(pandas would cut a cell after 50 characters, the claims tables' numbers among them).
+(pandas would cut a cell after 50 characters, the claims tables' numbers among them). A
+chapter sets all of that with `book_style()`; importing this module changes no setting.
 """
 from __future__ import annotations
 
@@ -16,29 +17,32 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from . import analysis
 from .tasks import OFF_CHANNELS, ON_CHANNELS
 
 SOURCE_LABELS = ("Lorenz x", "Lorenz y", "Lorenz z", "Rössler x", "Rössler y", "Rössler z")
 COLUMN = 7.5  # inches: the widest figure, 750 px at 100 dpi in the book's ≈790 px column
-mpl.rcParams.update({"figure.dpi": 100, "savefig.dpi": 200, "font.size": 9,
-                     "axes.titlesize": 9, "axes.labelsize": 9, "legend.fontsize": 8,
-                     "xtick.labelsize": 8, "ytick.labelsize": 8})
-try:  # in a notebook: PNGs at 2 × the nominal resolution, shown at the nominal size
-    from IPython import get_ipython
-    from matplotlib_inline.backend_inline import set_matplotlib_formats
-
-    if get_ipython() is not None:
-        set_matplotlib_formats("retina")
-        pd.set_option("display.max_colwidth", None)
-except ImportError:  # pragma: no cover - outside Jupyter
-    pass
-
 # One spelling of every index, as the text writes it (mathtext in figures).
 INDEX_LABELS = {
     "Q_corr": r"$Q_\mathrm{corr}$", "Q_str": r"$Q_\mathrm{str}$", "D_corr": r"$D_\mathrm{corr}$",
     "D_in": r"$D_\mathrm{in}$", "D_out": r"$D_\mathrm{out}$",
 }
+
+
+def book_style() -> None:
+    """The book's look, for a chapter to set before it draws or shows a table: fonts sized for
+    figures `COLUMN` inches wide at 100 dpi, PNGs at twice that resolution in a notebook
+    (shown at the nominal size), and table cells shown whole."""
+    mpl.rcParams.update({"figure.dpi": 100, "savefig.dpi": 200, "font.size": 9,
+                         "axes.titlesize": 9, "axes.labelsize": 9, "legend.fontsize": 8,
+                         "xtick.labelsize": 8, "ytick.labelsize": 8})
+    pd.set_option("display.max_colwidth", None)
+    try:
+        from IPython import get_ipython
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+    except ImportError:  # pragma: no cover - outside Jupyter
+        return
+    if get_ipython() is not None:
+        set_matplotlib_formats("retina")
 
 
 def _panel_grid(n: int, columns: int | None, height: float) -> tuple[Figure, np.ndarray]:
@@ -475,20 +479,22 @@ def recurrent_weights(panels: dict[str, np.ndarray], near_zero: float) -> Figure
     return fig
 
 
-def specialisation_scatter(d: np.ndarray, differences: dict[str, np.ndarray],
+def specialisation_scatter(d: np.ndarray, differences: dict[str, np.ndarray], r,
                            groups: np.ndarray, title: str) -> Figure:
-    """d_i = |c_i^(1)| − |c_i^(2)| against weight differences (e.g. d_out, d_in), Pearson r shown.
+    """d_i = |c_i^(1)| − |c_i^(2)| against weight differences (e.g. d_out, d_in), with their
+    Pearson r in the panel titles.
 
-    d: (N,); differences: {axis label: (N,)}; groups: (N,) 0/1 (circles / triangles).
+    d: (N,); differences: {axis label: (N,)}; r: one correlation per difference, in order;
+    groups: (N,) 0/1 (circles / triangles).
     """
     fig, axes = _panel_grid(len(differences), None, 3.3)
     names = _group_legend_labels(len(groups))
-    for ax, (label, values) in zip(axes.flat, differences.items()):
+    for ax, (label, values), r_value in zip(axes.flat, differences.items(), r):
         for g, (marker, color) in enumerate((("o", "tab:blue"), ("^", "tab:red"))):
             sel = groups == g
             ax.scatter(values[sel], d[sel], marker=marker, facecolors="none", edgecolors=color,
                        label=names[g])
-        ax.set_title(f"Pearson r = {analysis.pearson_r(values, d):.2f}")
+        ax.set_title(f"Pearson r = {r_value:.2f}")
         ax.axhline(0, color="0.7", lw=0.8)
         ax.axvline(0, color="0.7", lw=0.8)
         ax.set_xlabel(label)

@@ -34,9 +34,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import EstimatorConfig
+from .machine import cpu
 from .models import per_run_generators
 from .optim import clip_per_tensor_norm, clip_values, make_optimizer
-from .store import cpu
 from .workspace import Workspace
 
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import claims, evaluate, store
+from . import claims, evaluate, files, store
 from .config import EstimatorConfig
 from .mine import MineEstimator, critic_step, make_critic_optimizer
 from .synthetic import GaussianPair, asymmetric_noise_target, seeds_of
@@ -126,7 +126,7 @@ def load_or_estimate(record, compute_missing: bool = False, root: Path | None = 
         return None
     result = estimate(record, steps)
     target.parent.mkdir(parents=True, exist_ok=True)
-    store.atomic_write_bytes(target, (json.dumps(result, indent=1) + "\n").encode())
+    files.atomic_write_bytes(target, (json.dumps(result, indent=1) + "\n").encode())
     return result
 
 

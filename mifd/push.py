@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import store, train
+from . import files, store, train
 from .runs import CohortState
 
 STEPS = 100  # the fresh critic's ascent steps before the gradient is taken
@@ -78,7 +78,7 @@ def kept(file: Path, wanted: list[dict], compute: Callable[[dict], dict],
         measured = compute(settings)
         stored[entries].append({**settings, **measured, "seconds": time.perf_counter() - clock})
         stored["provenance"] = store.provenance()
-        store.atomic_write_bytes(file, (json.dumps(stored, indent=indent) + "\n").encode())
+        files.atomic_write_bytes(file, (json.dumps(stored, indent=indent) + "\n").encode())
     return [e for e in stored[entries]
             if any(all(e.get(k) == v for k, v in w.items()) for w in wanted)]
 

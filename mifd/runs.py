@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from . import store
+from . import files, store
 from .config import RunConfig
 
 
@@ -302,7 +302,7 @@ def save_checkpoint(state: CohortState, path: Path) -> None:
     """Atomically write the cohort's full state (tensors and plain containers only)."""
     buffer = io.BytesIO()
     torch.save(_checkpoint(state), buffer)
-    store.atomic_write_bytes(path, buffer.getvalue())
+    files.atomic_write_bytes(path, buffer.getvalue())
 
 
 def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:

@@ -22,7 +22,6 @@ import json
 import os
 import platform
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -31,6 +30,8 @@ from typing import Any
 import numpy as np
 
 from .config import RunConfig
+from .files import atomic_write_bytes
+from .machine import cpu
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "results"
@@ -95,17 +96,6 @@ def remove_empty_dirs(directory: Path) -> None:
         Path(directory).rmdir()
     except OSError:
         pass
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file and a rename (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        os.fchmod(tmp.fileno(), 0o644)
-        tmp.write(data)
-        tmp.flush()
-        os.fsync(tmp.fileno())
-    os.replace(tmp.name, path)
 
 
 def _json_bytes(obj: Any) -> bytes:
@@ -256,47 +246,6 @@ def git_commit(root: Path = ROOT) -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + ("+dirty" if dirty.strip() else "")
-
-
-VECTOR_EXTENSIONS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
-
-
-def cpu() -> dict[str, Any]:
-    """The processor as /proc/cpuinfo and torch describe it: model name, family/model/stepping
-    (which tell e.g. Zen 3 from Zen 4 where the name says only "AMD EPYC"), the vector
-    extensions that decide torch's kernels, torch's CPU capability and its BLAS libraries."""
-    import re
-
-    import torch
-
-    fields: dict[str, str] = {}
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if not line.strip():
-                    break  # the first processor describes them all
-                key, _, value = line.partition(":")
-                fields[key.strip()] = value.strip()
-    except OSError:
-        pass
-    flags = fields.get("flags", "").split()
-    config = torch.__config__.show()
-    mkl = re.search(r"Math Kernel Library Version (\S+)", config)
-    onednn = re.search(r"MKL-DNN v(\S+)", config)
-    return {
-        "model_name": fields.get("model name", platform.processor() or platform.machine()),
-        "family_model_stepping": "/".join(fields.get(k, "?") for k in ("cpu family", "model", "stepping")),
-        "vector_extensions": [f for f in VECTOR_EXTENSIONS if f in flags],
-        "torch_capability": torch.backends.cpu.get_cpu_capability(),
-        "blas": f"MKL {mkl.group(1)}" if mkl else "unknown",
-        "onednn": onednn.group(1) if onednn else "unknown",
-    }
-
-
-def cpu_name(described: dict[str, Any]) -> str:
-    """A processor as `cpu()` describes it, in a few words: model name and family/model/stepping
-    (e.g. "AMD EPYC 25/17/1", a Zen 4)."""
-    return f"{described['model_name']} {described['family_model_stepping']}".strip()
 
 
 def provenance(extra: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
-from . import store
+from . import files, store
 from .config import RunConfig, profile
 from .runs import RunFailed, train_cohort
 from .separation import SEPARATION_LOOP, train_separation
@@ -184,7 +184,7 @@ def run_cohort(config_jsons: list[str], seeds: list[int], root: str | None = Non
     def note(epoch: int | None = None) -> None:  # who trains the runs, and how far they are
         text = json.dumps({**worker, "epoch": epoch, "epochs": configs[0].training.epochs}).encode()
         for directory in directories:
-            store.atomic_write_bytes(directory / WORKER_FILE, text)
+            files.atomic_write_bytes(directory / WORKER_FILE, text)
 
     note()
     try:
@@ -442,7 +442,7 @@ def run_sweep(runs: list[Run], executor: cf.Executor | None = None, root: Path |
         for i, run in enumerate(runs)])
     if save:
         name = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}.csv"
-        store.atomic_write_bytes((store.RESULTS if root is None else Path(root)) / "sweeps" / name,
+        files.atomic_write_bytes((store.RESULTS if root is None else Path(root)) / "sweeps" / name,
                                  summary.to_csv(index=False).encode())
     return summary
 

@@ -25,7 +25,7 @@ import torch
 from scipy.integrate import solve_ivp
 
 from .config import SeparationTaskConfig, WMTaskConfig
-from .store import atomic_write_bytes
+from .files import atomic_write_bytes
 
 ON_CHANNELS = (0, 2)
 OFF_CHANNELS = (1, 3)

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import store
+from . import machine, store
 from .config import RunConfig
 
 
@@ -96,7 +96,7 @@ def verify(path: Path, epochs: int = 2, alone: bool = False) -> dict[str, Any]:
     fresh = outcomes[index]
     if isinstance(fresh, str):  # the re-trained run diverged within the epochs
         raise store.RecordError(f"re-training diverged: {fresh}")
-    here, made = store.cpu(), record.provenance.get("cpu")
+    here, made = machine.cpu(), record.provenance.get("cpu")
     threads = torch.get_num_threads()
     made_threads = record.provenance.get("torch_threads")
     record_members = len(cohort["members"]) if cohort and cohort.get("members") else None
@@ -160,7 +160,7 @@ def report(result: dict[str, Any]) -> str:
 
 
 def describe_cpu(cpu: dict[str, Any]) -> str:
-    return (f"{store.cpu_name(cpu)}, "
+    return (f"{machine.cpu_name(cpu)}, "
             f"{' '.join(cpu['vector_extensions']) or 'no AVX'}, torch {cpu['torch_capability']}")
 
 

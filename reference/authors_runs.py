@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mifd import store
+from mifd import machine, store
 from mifd.cli import _seeds as seed_list
 from mifd.config import RunConfig, profile
 
@@ -93,7 +93,7 @@ def store_run(run: Path, config: RunConfig, seed: int, commit: str, threads: int
         "repository": REPOSITORY, "repository_commit": commit,
         "git_commit": store.git_commit(), "driver": "reference/authors_run.py",
         "tensorflow": meta["tensorflow"], "tf_keras": meta["tf_keras"],
-        "set_by_driver": meta["set"], "cpu": store.cpu(), "threads": threads,
+        "set_by_driver": meta["set"], "cpu": machine.cpu(), "threads": threads,
         "python": platform.python_version(), "train_seconds": meta["seconds"],
         "seconds_per_epoch": meta["seconds"] / max(done, 1), "epochs_done": done,
         "died_at": first_death(history),

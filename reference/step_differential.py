@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mifd import store
+from mifd import files, machine, store
 from mifd.config import profile
 from mifd.mine import Draw, ascend, make_critic_optimizer
 from mifd.models import draw_noise, split_groups
@@ -335,7 +335,7 @@ def main(argv: list[str] | None = None) -> None:
         last = int(store.load_record(args.record).snapshot_epochs[-1])
         cases[f"stored paper run, epoch {last}"] = (args.record, last)
     report = {"authors_commit": commit, "mifd_commit": store.git_commit(), "seed": args.seed,
-              "cpu": store.cpu_name(store.cpu()), "torch": torch.__version__,
+              "cpu": machine.cpu_name(machine.cpu()), "torch": torch.__version__,
               "tolerance": TOLERANCE, "cases": {}}
     for label, snapshot in cases.items():
         case = case_arrays(args.seed, snapshot)
@@ -363,7 +363,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"output bias over {CRITIC_STEPS} critic steps, {who}: "
                   f"{case['critic.dense_out.bias'][0]:.4f} → "
                   f"{course['output_bias_course'][-1]:.4f}")
-    store.atomic_write_bytes(OUT, (json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+    files.atomic_write_bytes(OUT, (json.dumps(report, indent=1, ensure_ascii=False) + "\n")
                              .encode())
     print(f"\nwritten {OUT.relative_to(ROOT)}")
 

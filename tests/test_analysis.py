@@ -269,3 +269,20 @@ def test_carriers_count_the_marginal_samples_behind_a_collapse():
     assert list(found["gap"]) == [pytest.approx(39.8), pytest.approx(7.8)]
     assert list(found["gap_ordinary"]) == [-0.5]
     assert analysis.carriers({"mi_before": [0.1]}, rows) is None
+
+
+def test_pulse_statistics_of_many_sequences_meet_their_expectations_and_see_a_change():
+    import dataclasses
+
+    from mifd import tasks
+    from mifd.config import profile
+
+    cfg = profile("paper", "wm").task
+    batch = tasks.wm_batch(dataclasses.replace(cfg, batch_size=400), np.random.default_rng(0))
+    stats = analysis.pulse_statistics(batch.onsets, batch.inputs, batch.bits, cfg)
+    for measured, expected in stats.values():
+        assert measured == pytest.approx(expected, rel=0.1)
+    doubled = analysis.pulse_statistics(batch.onsets, batch.inputs, batch.bits,
+                                        dataclasses.replace(cfg, onset_prob=2 * cfg.onset_prob))
+    measured, expected = doubled["onset rate per channel and step"]
+    assert measured < 0.6 * expected

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from mifd import costs, train
+from mifd import costs, machine, train
 from mifd.config import profile
 
 
@@ -27,8 +27,7 @@ def test_stored_runs_count_each_runs_share_of_its_cohort_once(tmp_path):
     assert runs.loc[0, "core-hours"] == pytest.approx(p["train_cpu_seconds"] / 3600)
     wall_only = {k: v for k, v in p.items() if k != "train_cpu_seconds"}  # an older record
     assert costs.core_hours(wall_only) == pytest.approx(p["train_seconds"] * p["torch_threads"] / 3600)
-    from mifd import store
-    cpu = store.cpu()
+    cpu = machine.cpu()
     assert runs.loc[0, "cpu"] == f"{cpu['model_name']} {cpu['family_model_stepping']}".strip()
     summary = costs.profile_costs(runs)
     assert summary["runs"].sum() == 2 and set(summary["epochs"]) == {config.training.epochs}

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mifd import analysis, claims, evaluate, evidence, separation, store, train
+from mifd import analysis, claims, evaluate, evidence, machine, separation, store, train
 from mifd.config import profile
 
 
@@ -99,7 +99,7 @@ def test_separation_search_reads_stored_variants_and_names_the_missing(tmp_path)
     variants = {"as is": {}, "longer sequences": {"task.seq_len": 2000}}
     table, commands = evidence.separation_search(base, variants, [1], tmp_path)
     assert list(table["variant"]) == ["as is"]
-    assert table.loc[0, "CPU"] == store.cpu_name(store.cpu())
+    assert table.loc[0, "CPU"] == machine.cpu_name(machine.cpu())
     assert table.loc[0, "R² (t ≥ washout)"] == pytest.approx(record.history["r2_mean_scored"][-1],
                                                              abs=1e-6)
     assert commands.count("mifd sweep separation") == 1 and "--set task.n_samples=2400" in commands

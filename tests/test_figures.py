@@ -66,3 +66,21 @@ def test_learning_curves_take_an_abscissa_per_panel():
                                   x={"Q_corr": np.arange(0, 101, 25)})
     first, second = (ax.get_lines()[-1].get_xdata() for ax in fig.axes[:2])
     assert list(first) == [0, 25, 50, 75, 100] and list(second) == [1, 2, 3]
+
+
+def test_importing_figures_changes_no_setting_and_book_style_sets_the_page_look():
+    import subprocess
+    import sys
+
+    script = ("import matplotlib as mpl, pandas as pd; before = mpl.rcParams['font.size']; "
+              "from mifd import figures; assert mpl.rcParams['font.size'] == before; "
+              "assert pd.get_option('display.max_colwidth') == 50; figures.book_style(); "
+              "assert mpl.rcParams['font.size'] == 9 and pd.get_option('display.max_colwidth') is None")
+    subprocess.run([sys.executable, "-c", script], check=True)
+
+
+def test_specialisation_scatter_titles_each_panel_with_the_r_it_is_given():
+    d = np.array([1.0, -1.0, 0.5, -0.5])
+    fig = figures.specialisation_scatter(d, {"d_out": d, "d_in": -d}, [1.0, -1.0],
+                                         np.array([0, 1, 0, 1]), "a run")
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["Pearson r = 1.00", "Pearson r = -1.00"]

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from mifd import store, train
+from mifd import files, store, train
 from mifd.config import profile
 
 CONFIG = SMOKE = profile("smoke", "wm")
@@ -59,7 +59,7 @@ def test_manifest_lists_checksums_of_every_file(tmp_path):
 
 
 def test_atomic_write_leaves_no_temporary_files(tmp_path):
-    store.atomic_write_bytes(tmp_path / "a.bin", b"x" * 10)
+    files.atomic_write_bytes(tmp_path / "a.bin", b"x" * 10)
     assert [p.name for p in tmp_path.iterdir()] == ["a.bin"]
 
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from mifd import store, train, verify
+from mifd import machine, train, verify
 from mifd.cli import main
 from mifd.config import profile
 
@@ -21,7 +21,7 @@ def test_compare_histories():
 
 def test_a_record_verifies_bit_for_bit_on_the_machine_that_made_it(tmp_path, capsys):
     record = train.train_wm(SMOKE, 3, root=tmp_path, progress=False)
-    assert record.provenance["cpu"] == store.cpu()
+    assert record.provenance["cpu"] == machine.cpu()
     result = verify.verify(record.path, epochs=2)
     assert result["identical"] and result["same_cpu"] is True
     assert main(["verify", str(record.path), "--epochs", "2"]) == 0
