@@ -19,4 +19,5 @@ book: $(STAMP)
 # test file (a notebook's cells: one kernel) runs whole in one worker.
 test: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile

@@ -245,6 +245,7 @@ def _train(args: argparse.Namespace) -> int:
     check_precision(config.estimator, args.device)
     record = TRAINERS[args.task](config, args.seed, root=args.results,
                                  progress=not args.quiet, device=args.device)
+    assert record is not None  # None only when a stop_after paused it
     summary = final_summary(record)
     score = (f"accuracy {summary['accuracy']:.3f}" if "accuracy" in summary
              else f"mean test R² {summary['r2']:.3f}")

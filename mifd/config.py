@@ -13,7 +13,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 TASKS = ("wm", "separation")
 PROFILES = ("smoke", "book", "paper")
@@ -57,7 +57,7 @@ class _Validated:
     in its metadata, after construction."""
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
+        for f in dataclasses.fields(cast(Any, self)):  # every subclass is a dataclass
             value = getattr(self, f.name)
             problem = _type_error(value, str(f.type))
             if problem is not None:
@@ -207,8 +207,8 @@ class TrainingConfig(_Validated):
             )
 
 
-_SECTIONS = {
-    "task": None,  # resolved per task below
+_SECTIONS: dict[str, type | None] = {
+    "task": None,  # resolved per task by _TASK_CONFIG
     "model": ModelConfig,
     "estimator": EstimatorConfig,
     "training": TrainingConfig,
@@ -245,6 +245,20 @@ class RunConfig:
             raise ValueError(f"ModelConfig.kind must be {kind!r} for task {self.task_name!r}, "
                              f"got {self.model.kind!r}")
 
+    @property
+    def wm_task(self) -> WMTaskConfig:
+        """The task settings of a working-memory configuration (TypeError for another task)."""
+        if not isinstance(self.task, WMTaskConfig):
+            raise TypeError(f"a {self.task_name} configuration has no working-memory task")
+        return self.task
+
+    @property
+    def separation_task(self) -> SeparationTaskConfig:
+        """The task settings of a separation configuration (TypeError for another task)."""
+        if not isinstance(self.task, SeparationTaskConfig):
+            raise TypeError(f"a {self.task_name} configuration has no separation task")
+        return self.task
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -256,7 +270,7 @@ class RunConfig:
         task_name = data.get("task_name")
         if task_name not in TASKS:
             raise ValueError(f"RunConfig.task_name must be one of {TASKS}, got {task_name!r}")
-        sections = dict(_SECTIONS, task=_TASK_CONFIG[task_name])
+        sections = {name: section or _TASK_CONFIG[task_name] for name, section in _SECTIONS.items()}
         kwargs: dict[str, Any] = {"task_name": task_name, "profile": data.get("profile", "custom")}
         for name, section_cls in sections.items():
             values = data.get(name, {})
@@ -325,7 +339,7 @@ class RunConfig:
 
 def _shared_settings(config: RunConfig) -> RunConfig:
     """`config` with its name and per-run fields blanked: what runs of one cohort share."""
-    per_run = {name.split(".")[1]: 0.0 for name in PER_RUN_FIELDS}
+    per_run: dict[str, Any] = {name.split(".")[1]: 0.0 for name in PER_RUN_FIELDS}
     return dataclasses.replace(config, profile="", training=dataclasses.replace(config.training, **per_run))
 
 
@@ -448,8 +462,8 @@ def sequence_length(config: RunConfig, seq_len: int) -> RunConfig:
     systems' integration spans scaled with n_samples (the `book` profile shortens them so)."""
     if config.task_name != "separation":
         raise ValueError("sequence_length: only separation configurations have sequences to set")
-    paper = profile("paper", "separation").task
-    n_samples = config.task.n_discard + seq_len
+    paper = profile("paper", "separation").separation_task
+    n_samples = config.separation_task.n_discard + seq_len
     return config.replace(**{
         "task.n_samples": n_samples,
         "task.lorenz_t_end": paper.lorenz_t_end * n_samples / paper.n_samples,

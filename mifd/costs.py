@@ -84,7 +84,7 @@ def benchmark_tables(readme: Path) -> dict[str, list[pd.DataFrame]]:
     Markdown table read as strings without its Markdown emphasis (the scripts print them; the
     README keeps their output)."""
     tables: dict[str, list[pd.DataFrame]] = {}
-    section, block = "", []
+    section, block = "", list[str]()
 
     def flush():
         if len(block) >= 3:

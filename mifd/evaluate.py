@@ -41,6 +41,7 @@ def stored_model(config: RunConfig, parameters: dict[str, np.ndarray]) -> LeakyR
     """The configuration's model holding `parameters` ({name: array}, e.g. one snapshot of a
     record): a LeakyRNN or GRUNet of one run (the stored arrays gain the run axis; older
     separation records' names are read through `GRU_LEGACY_NAMES`)."""
+    model: LeakyRNN | GRUNet
     if config.model.kind == "leaky_rnn":
         model = LeakyRNN(config.model)
     else:
@@ -54,8 +55,8 @@ def stored_model(config: RunConfig, parameters: dict[str, np.ndarray]) -> LeakyR
 def replay_wm(config: RunConfig, parameters: dict[str, np.ndarray], seed: int,
               batch_size: int | None = None) -> WMReplay:
     """Run a fresh batch (x0 ~ N(0, I), noise on, as in SPEC §6.2) through `parameters`."""
-    task = config.task if batch_size is None else config.replace(
-        **{"task.batch_size": batch_size}).task
+    task = (config if batch_size is None
+            else config.replace(**{"task.batch_size": batch_size})).wm_task
     batch = wm_batch(task, np.random.default_rng(seed))
     generator = torch.Generator().manual_seed(seed)
     model = stored_model(config, parameters)
@@ -111,7 +112,7 @@ def index_courses(record, seed: int, batch_size: int | None = None,
 def package_imports(module: Path) -> set[str]:
     """The names of this package's modules that `module` imports (`from . import a, b` and
     `from .a import x`), read from its source."""
-    names = set()
+    names: set[str] = set()
     for line in module.read_text().splitlines():
         if found := re.match(r"from \.(\w*) import (.+)", line.strip()):
             names.update([found[1]] if found[1] else
@@ -159,7 +160,8 @@ class SeparationReplay:
 def replay_separation(config: RunConfig, parameters: dict[str, np.ndarray]) -> SeparationReplay:
     """Run the configuration's fixed test set (generated or read from the cache) through
     `parameters`, from h₀ = 0 as in training."""
-    test = separation_batch(held_out_indices(config.task), config.task)
+    task = config.separation_task
+    test = separation_batch(held_out_indices(task), task)
     with torch.no_grad():
         h, y = stored_model(config, parameters)(torch.from_numpy(test.inputs)[None])
     return SeparationReplay(test.inputs, test.targets, h[0].numpy(), y[0].numpy())

@@ -19,6 +19,7 @@ import pandas as pd
 
 from . import analysis, claims, costs, evaluate, machine, mine, separation, store, sweep
 from .config import RunConfig, sequence_length
+from .models import GRUNet
 
 WM_INDICES = ("Q_corr", "Q_str", "D_corr", "D_in", "D_out")
 SEPARATION_INDICES = ("Q_corr", "Q_str", "D_corr", "D_out")
@@ -148,7 +149,9 @@ def stored_study(configs: dict[str, RunConfig], seeds, root=None
     missing. The configurations must differ only in per-run settings (λ, c_L1), as
     `study_configs` makes them."""
     seeds = list(seeds)
-    records, wanted, failures, missing = {}, {}, [], False
+    records: dict[str, list] = {}
+    wanted: dict[str, list] = {}
+    failures, missing = [], False
     for label, config in configs.items():
         records[label] = []
         for seed in seeds:
@@ -278,8 +281,9 @@ def separation_nmi(record, replay: evaluate.SeparationReplay) -> dict[str, float
     """How well two detected communities match G1/G2: the normalised mutual information of the
     groups with the two communities of the sequence-averaged |corr(h)| matrix and of |U_h|."""
     groups = analysis.two_groups(record.config.model.n_units)
-    u_h = evaluate.stored_model(record.config, evaluate.final_parameters(record.snapshots)
-                                ).recurrent_block("h").detach().numpy()
+    gru = evaluate.stored_model(record.config, evaluate.final_parameters(record.snapshots))
+    assert isinstance(gru, GRUNet)
+    u_h = gru.recurrent_block("h").detach().numpy()
     matrices = {NMI_CORR: analysis.symmetrised_weights(analysis.mean_abs_correlation_matrix(replay.h)) / 2,
                 NMI_WEIGHTS: analysis.symmetrised_weights(u_h, negative="abs") / 2}
     return {name: analysis.normalized_mutual_information(analysis.two_communities(m), groups)
@@ -342,7 +346,7 @@ def separation_search(base: RunConfig, variants: dict[str, dict[str, Any]], seed
                 missing.append(SimpleNamespace(config=config, seed=seed))
                 continue
             replay = evaluate.replay_separation(config, evaluate.final_parameters(record.snapshots))
-            scored = separation.scores(replay.targets, replay.y, config.task.washout)
+            scored = separation.scores(replay.targets, replay.y, config.separation_task.washout)
             rows.append({"variant": name,
                          "changes": ", ".join(f"{k} = {v:g}" for k, v in changes.items()) or "–",
                          "seed": seed, "R² (all steps)": scored["r2_mean"],

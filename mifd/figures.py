@@ -9,6 +9,8 @@ chapter sets all of that with `book_style()`; importing this module changes no s
 """
 from __future__ import annotations
 
+from typing import Any
+
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
@@ -21,6 +23,8 @@ from .tasks import OFF_CHANNELS, ON_CHANNELS
 
 SOURCE_LABELS = ("Lorenz x", "Lorenz y", "Lorenz z", "Rössler x", "Rössler y", "Rössler z")
 COLUMN = 7.5  # inches: the widest figure, 750 px at 100 dpi in the book's ≈790 px column
+TAB10 = [mpl.colors.to_hex(mpl.colormaps["tab10"](i)) for i in range(10)]  # the tab10 colours
+
 # One spelling of every index, as the text writes it (mathtext in figures).
 INDEX_LABELS = {
     "Q_corr": r"$Q_\mathrm{corr}$", "Q_str": r"$Q_\mathrm{str}$", "D_corr": r"$D_\mathrm{corr}$",
@@ -158,7 +162,7 @@ def learning_curves(curves: dict[str, dict[str, np.ndarray]], ylabels: dict[str,
     panels have their own; columns: panels per row (at most 3). One legend under the panels names the conditions.
     """
     fig, axes = _panel_grid(len(curves), columns, 2.6)
-    legend = {}
+    legend: dict[str, Line2D] = {}
     for ax, (quantity, by_condition) in zip(axes.flat, curves.items()):
         for color, (label, values) in zip(CONDITION_COLORS, by_condition.items()):
             given = x.get(quantity) if isinstance(x, dict) else x
@@ -245,7 +249,7 @@ def dose_response(finals: pd.DataFrame, setting: str, ylabels: dict[str, str], x
     """
     fig, axes = _panel_grid(len(ylabels), columns, 2.5)
     hues = [None] if hue is None else sorted(finals[hue].unique())
-    legend = {}
+    legend: dict[str, Any] = {}  # label → the errorbar container that stands for it
     for ax, (quantity, ylabel) in zip(axes.flat, ylabels.items()):
         for color, value in zip(CONDITION_COLORS, hues):
             part = finals if value is None else finals[finals[hue] == value]
@@ -279,7 +283,7 @@ def mine_training_curves(traces: dict[str, np.ndarray], true_values: dict[str, f
     traces: label → (steps,) Î in nats; true_values: label → the known value in nats.
     """
     fig, ax = plt.subplots(figsize=(COLUMN, 3.8))
-    for (label, trace), color in zip(traces.items(), plt.cm.tab10.colors):
+    for (label, trace), color in zip(traces.items(), TAB10):
         ax.plot(np.arange(len(trace)), trace, color=color, lw=0.8, alpha=0.8, label=label)
         ax.axhline(true_values[label], color=color, ls="--", lw=1.2)
     ax.set_xlabel("training step (critic updates)")
@@ -298,7 +302,7 @@ def mine_estimate_vs_true(true_mi: np.ndarray, mean: np.ndarray, std: np.ndarray
     diagonal is a perfect estimate and the dotted line marks log n of the sample size.
     """
     fig, ax = plt.subplots(figsize=(5.5, 5))
-    for value, color in zip(np.unique(groups), plt.cm.tab10.colors):
+    for value, color in zip(np.unique(groups), TAB10):
         sel = groups == value
         ax.errorbar(true_mi[sel], mean[sel], yerr=std[sel], fmt="o", color=color, capsize=3,
                     label=f"{group_label} = {value}")
@@ -513,7 +517,7 @@ def block_weight_distributions(panels: dict[str, np.ndarray], groups: np.ndarray
     fig, axes = _panel_grid(len(panels), None, 3.0)
     for ax, (label, w_rec) in zip(axes.flat, panels.items()):
         magnitude = np.abs(w_rec)
-        for (pre, post), color in zip(((0, 0), (0, 1), (1, 0), (1, 1)), plt.cm.tab10.colors):
+        for (pre, post), color in zip(((0, 0), (0, 1), (1, 0), (1, 1)), TAB10):
             block = np.sort(magnitude[np.ix_(groups == pre, groups == post)].ravel())
             survival = 1 - np.arange(block.size) / block.size
             ax.step(block, survival, where="post", color=color,
@@ -575,10 +579,11 @@ def community_graph(adjacency: np.ndarray, groups: np.ndarray, labels: np.ndarra
                                                          for i in nodes], label=names[g])
     ax.set_title(title)
     ax.set_axis_off()
-    handles, names = _group_handles(len(groups))
-    handles = [Line2D([], [], ls="", marker=h.get_marker(), color="0.3") for h in handles] + [
+    group_handles, group_names = _group_handles(len(groups))
+    handles = [Line2D([], [], ls="", marker=h.get_marker(), color="0.3") for h in group_handles] + [
         Patch(color="tab:blue"), Patch(color="tab:red")]
-    _legend_below(fig, handles, names + ["detected community 1", "detected community 2"], columns=2)
+    _legend_below(fig, handles, group_names + ["detected community 1", "detected community 2"],
+                  columns=2)
     return fig
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ from torch import nn
 
 from .config import EstimatorConfig
 from .machine import cpu
-from .models import per_run_generators
+from .models import glorot_uniform, per_run_generators
 from .optim import clip_per_tensor_norm, clip_values, make_optimizer
 from .workspace import Workspace
 
@@ -74,9 +74,8 @@ class _RunLinear(nn.Module):
 
     def __init__(self, n_in: int, n_out: int, generators: list, bias: bool = True):
         super().__init__()
-        limit = math.sqrt(6.0 / (n_in + n_out))  # Keras Glorot-uniform; biases zero
-        self.weight = nn.Parameter(torch.stack([
-            torch.empty(n_out, n_in).uniform_(-limit, limit, generator=g) for g in generators]))
+        self.weight = nn.Parameter(torch.stack([glorot_uniform(n_out, n_in, g)  # biases zero
+                                                for g in generators]))
         self.bias = nn.Parameter(torch.zeros(len(generators), n_out)) if bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -99,7 +98,7 @@ class StatisticsNetwork(nn.Module):
         super().__init__()
         generators = per_run_generators(generators)
         # Per run, the draws go layer by layer, as a lone run's would.
-        layers = [[] for _ in range(4)]
+        layers: list[list[_RunLinear]] = [[] for _ in range(4)]
         for g in generators:
             for layer, (n_in, n_out, bias) in zip(layers, (
                     (dim_x, cfg.hidden, True), (dim_y, cfg.hidden, True),
@@ -126,7 +125,7 @@ def _stack_layers(layers: list[_RunLinear]) -> _RunLinear:
     first = layers[0]
     first.weight = nn.Parameter(torch.cat([layer.weight.data for layer in layers]))
     if first.bias is not None:
-        first.bias = nn.Parameter(torch.cat([layer.bias.data for layer in layers]))
+        first.bias = nn.Parameter(torch.cat([cast(nn.Parameter, layer.bias).data for layer in layers]))
     return first
 
 
@@ -259,8 +258,9 @@ class _SharedFirstLayerDV(torch.autograd.Function):
         else:
             h1_low, delta_low, product = ctx.arrays[4:]
             delta_low.copy_(delta2)
-            g_w_h = (sum(torch.bmm(delta_low[half].transpose(1, 2), h1_low[half]).float()
-                         for half in range(2)) if needs[8] else None)
+            g_w_h = ((torch.bmm(delta_low[0].transpose(1, 2), h1_low[0]).float()
+                      + torch.bmm(delta_low[1].transpose(1, 2), h1_low[1]).float())
+                     if needs[8] else None)
             w_low = w_h.to(low)
             delta1 = scratch
             for half in range(2):
@@ -366,10 +366,10 @@ class MineEstimator(nn.Module):
              generators: Sequence[torch.Generator] | torch.Generator) -> Draw:
         """Flatten g1, g2 ((R, ..., units) each; every index but the run's and the unit's is a
         sample) into samples and draw subset, π and noise for each run from its generator."""
-        generators = per_run_generators(generators)
+        streams = cast(list[torch.Generator], per_run_generators(generators))
         runs = g1.shape[0]
-        if len(generators) != runs:
-            raise ValueError(f"{runs} runs of activity but {len(generators)} generators")
+        if len(streams) != runs:
+            raise ValueError(f"{runs} runs of activity but {len(streams)} generators")
         if g1.shape[1:-1] != g2.shape[1:-1]:
             raise ValueError(f"the groups have sample shapes {tuple(g1.shape[1:-1])} and "
                              f"{tuple(g2.shape[1:-1])}")
@@ -377,7 +377,7 @@ class MineEstimator(nn.Module):
         if self.cfg.sample_fraction < 1:
             keep = kept_rows(n, self.cfg.sample_fraction)
             rows = torch.stack([torch.randperm(n, generator=g, device=g.device)[:keep]
-                                for g in generators]).to(g1.device)
+                                for g in streams]).to(g1.device)
             # gather the kept samples straight from the (possibly strided) activity
             index = (torch.arange(runs, device=g1.device).repeat_interleave(keep),
                      *torch.unravel_index(rows.reshape(-1), g1.shape[1:-1]))
@@ -386,7 +386,7 @@ class MineEstimator(nn.Module):
         else:
             x, y = g1.reshape(runs, n, g1.shape[-1]), g2.reshape(runs, n, g2.shape[-1])
         perms, noise_x, noise_y = [], [], []
-        for g in generators:
+        for g in streams:
             perms.append(torch.randperm(n, generator=g, device=g.device))
             if self.cfg.noise_inside and self.cfg.noise_std > 0:
                 noise_x.append(torch.randn(x.shape[1:], generator=g, dtype=x.dtype,

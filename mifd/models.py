@@ -44,10 +44,12 @@ def split_groups(activity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return activity[..., :half], activity[..., half:]
 
 
-def _glorot_uniform(fan_in: int, fan_out: int, generator: torch.Generator | None) -> torch.Tensor:
-    """(fan_in, fan_out) draws from U(−l, l), l = √(6 / (fan_in + fan_out)), Keras GlorotUniform."""
-    limit = math.sqrt(6.0 / (fan_in + fan_out))
-    return torch.empty(fan_in, fan_out).uniform_(-limit, limit, generator=generator)
+def glorot_uniform(rows: int, cols: int, generator: torch.Generator | None) -> torch.Tensor:
+    """(rows, cols) draws from U(−l, l), l = √(6 / (rows + cols)), in row-major order: Keras
+    GlorotUniform for a kernel of either layout, since l depends only on fan_in + fan_out
+    ((in, out) kernels here, torch's (out, in) weights in `mine`)."""
+    limit = math.sqrt(6.0 / (rows + cols))
+    return torch.empty(rows, cols).uniform_(-limit, limit, generator=generator)
 
 
 def _integrate(inputs: torch.Tensor, noise: torch.Tensor, x0: torch.Tensor,
@@ -199,10 +201,10 @@ class LeakyRNN(nn.Module):
         self.noise_std = cfg.noise_std
         w_in, w_rec, w_out = [], [], []
         for g in generators:
-            w_in.append(_glorot_uniform(n_in, n_units, g))
+            w_in.append(glorot_uniform(n_in, n_units, g))
             scale = cfg.gain / math.sqrt(n_units)
             w_rec.append(torch.randn(n_units, n_units, generator=g) * scale)
-            w_out.append(_glorot_uniform(n_units, n_out, g))
+            w_out.append(glorot_uniform(n_units, n_out, g))
         runs = len(generators)
         self.w_in = nn.Parameter(torch.stack(w_in))
         self.b = nn.Parameter(torch.zeros(runs, n_units))
@@ -296,9 +298,9 @@ class GRUNet(nn.Module):
         self.n_units, self.n_in, self.n_out = n, n_in, n_out
         w_ih, w_hh, w_out = [], [], []
         for g in generators:
-            w_ih.append(_glorot_uniform(n_in, 3 * n, g).T)
+            w_ih.append(glorot_uniform(n_in, 3 * n, g).T)
             w_hh.append(nn.init.orthogonal_(torch.empty(3 * n, n), generator=g))
-            w_out.append(_glorot_uniform(n, n_out, g).T)
+            w_out.append(glorot_uniform(n, n_out, g).T)
         runs = len(generators)
         self.weight_ih = nn.Parameter(torch.stack(w_ih))
         self.weight_hh = nn.Parameter(torch.stack(w_hh))
@@ -339,7 +341,8 @@ class GRUNet(nn.Module):
                     self._scratch = {**loop_arrays(inputs.shape, self.n_units, False, h0),
                                      "key": key}
                 arrays = self._scratch
-            gru_loop(inputs, h0, *(p.detach() for p in params), arrays)
+            w_ih, b_ih, w_hh, b_hh = (p.detach() for p in params)
+            gru_loop(inputs, h0, w_ih, b_ih, w_hh, b_hh, arrays)
             states = arrays["states"][1:]
         return states.permute(1, 3, 0, 2)
 

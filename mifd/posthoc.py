@@ -136,13 +136,13 @@ COLUMNS = {"mi_training": "Î in training (nats)", "mi": "Î post hoc, held out 
 
 
 def table(record_sets: dict, training_mi: dict, compute_missing: bool = False,
-          root: Path | None = None) -> tuple[pd.DataFrame, list[str]]:
+          root: Path | None = None) -> tuple[pd.DataFrame, list[tuple[str, str, int]]]:
     """The post-hoc estimates of groups of records as one table, and the runs without one.
 
     record_sets: {(condition, profile): [record, …]}; training_mi: {(profile, condition,
     seed): the training-time Î to show beside}. Returns one row per run with "profile",
-    "condition", "seed" and the COLUMNS, and "profile condition, seed N" of each run
-    whose estimate is not stored (and not computed).
+    "condition", "seed" and the COLUMNS, and (profile, condition, seed) of each run whose
+    estimate is not stored (and not computed; `describe_missing` names them).
     """
     rows, missing = [], []
     for (condition, profile), records in record_sets.items():

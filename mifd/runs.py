@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -29,6 +29,11 @@ from tqdm import tqdm
 
 from . import files, store
 from .config import RunConfig
+
+if TYPE_CHECKING:
+    from .mine import MineEstimator
+
+ModelT = TypeVar("ModelT", bound=nn.Module)  # the task's RNN: models.LeakyRNN or gru.GRUNet
 
 
 @dataclass
@@ -62,14 +67,14 @@ class Member:
 
 
 @dataclass
-class CohortState:
+class CohortState(Generic[ModelT]):
     """Everything a cohort carries from one epoch to the next: networks with a leading run
     axis of length R = len(members), their optimisers, the members (one per run, in run-axis
     order), the epoch all of them are at, and `data`, inputs the task keeps at hand (e.g. a
     training pool), never checkpointed."""
 
-    model: nn.Module
-    estimator: nn.Module
+    model: ModelT
+    estimator: MineEstimator
     model_opt: torch.optim.Optimizer
     critic_opt: torch.optim.Optimizer
     members: list[Member]
@@ -184,7 +189,7 @@ def check_cohort(configs: Sequence[RunConfig], seeds: Sequence[int]) -> None:
 
 
 def build_networks(configs: Sequence[RunConfig], seeds: Sequence[int], device: str,
-                   model_class: type[nn.Module]) -> tuple[nn.Module, nn.Module, list[Member]]:
+                   model_class: type[ModelT]) -> tuple[ModelT, MineEstimator, list[Member]]:
     """The task's models and MINE statistics networks for a fresh cohort (run axis first),
     and its members with their random streams.
 
@@ -196,15 +201,15 @@ def build_networks(configs: Sequence[RunConfig], seeds: Sequence[int], device: s
     """
     from .mine import MineEstimator, check_precision
 
-    device = resolve_device(device)
+    torch_device = resolve_device(device)
     config = configs[0]
-    check_precision(config.estimator, device)
+    check_precision(config.estimator, torch_device)
     generators = [torch.Generator().manual_seed(seed) for seed in seeds]
-    model = model_class(config.model, generators=generators).to(device)
+    model = model_class(config.model, generators=generators).to(torch_device)
     half = config.model.n_units // 2
-    estimator = MineEstimator(half, half, config.estimator, generators=generators).to(device)
-    if device.type != "cpu":
-        generators = [torch.Generator(device).manual_seed(seed) for seed in seeds]
+    estimator = MineEstimator(half, half, config.estimator, generators=generators).to(torch_device)
+    if torch_device.type != "cpu":
+        generators = [torch.Generator(torch_device).manual_seed(seed) for seed in seeds]
     members = [Member(c, s, g, np.random.default_rng(s)) for c, s, g in zip(configs, seeds,
                                                                           generators)]
     return model, estimator, members

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -57,21 +58,21 @@ HISTORY_KEYS = (
 
 
 def init_separation(configs: list[RunConfig] | RunConfig, seeds: list[int] | int,
-                    device: str = "cpu", data: dict | None = None) -> CohortState:
+                    device: str = "cpu", data: dict | None = None) -> CohortState[GRUNet]:
     """GRUs, statistics networks, Adam optimisers and random streams of a fresh cohort (one
     config and seed: a cohort of one), with the training pool and the test set, which all
     runs of a cohort share (the same task settings), kept in `state.data`: `data` ({"pool",
     "test"}, each a SeparationBatch) when given, else the configured chaos data (generated
     or cached)."""
     if isinstance(configs, RunConfig):
-        configs, seeds = [configs], [seeds]
-    model, estimator, members = build_networks(configs, seeds, device, GRUNet)
+        configs, seeds = [configs], [cast(int, seeds)]
+    model, estimator, members = build_networks(configs, cast(list[int], seeds), device, GRUNet)
     config = configs[0]
     t = config.training
     model_opt = make_optimizer(model.parameters(), t.optimizer, t.lr, t.eps, rho=t.rho)
     critic_opt = make_critic_optimizer(estimator, config.estimator)
     if data is None:
-        task = config.task
+        task = config.separation_task
         data = {"pool": separation_batch(range(task.pool_size), task),
                 "test": separation_batch(held_out_indices(task), task)}
     for member in members:
@@ -79,7 +80,7 @@ def init_separation(configs: list[RunConfig] | RunConfig, seeds: list[int] | int
     return CohortState(model, estimator, model_opt, critic_opt, members, data=data)
 
 
-def _batch(state: CohortState, config: RunConfig, n_sequences: int
+def _batch(state: CohortState[GRUNet], config: RunConfig, n_sequences: int
            ) -> tuple[torch.Tensor, torch.Tensor]:
     """`n_sequences` pairs per run, drawn with replacement from the pool by each run's own
     numpy stream: inputs (R, n, T, 3), targets (R, n, T, 6) on the cohort's device."""
@@ -90,7 +91,7 @@ def _batch(state: CohortState, config: RunConfig, n_sequences: int
             torch.from_numpy(pool.targets[rows]).to(state.device))
 
 
-def noisy_groups(state: CohortState, config: RunConfig, h: torch.Tensor
+def noisy_groups(state: CohortState[GRUNet], config: RunConfig, h: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """G1 and G2 of h (R, batch, T, N), each with its own N(0, noise_std²) noise (SPEC
     §4.2: outside the estimator, so the shuffled term is noisy too), (R, batch, T, N/2);
@@ -103,7 +104,7 @@ def noisy_groups(state: CohortState, config: RunConfig, h: torch.Tensor
     return split_groups(noise.mul_(config.estimator.noise_std).add_(h))
 
 
-def critic_phase(state: CohortState, config: RunConfig, n_steps: int) -> np.ndarray:
+def critic_phase(state: CohortState[GRUNet], config: RunConfig, n_steps: int) -> np.ndarray:
     """`n_steps` SM steps, each on its own random batch per run run through the GRUs without
     gradient, then Î with the updated critics on the last batch: (R,) nats.
 
@@ -111,9 +112,10 @@ def critic_phase(state: CohortState, config: RunConfig, n_steps: int) -> np.ndar
     gives the same states (to float rounding) and was measured slower
     (benchmarks/bench_separation.py), while it needs n_steps times the memory.
     """
-    h = None
+    if n_steps < 1:
+        raise ValueError(f"critic_phase needs n_steps ≥ 1, got {n_steps}")
     for _ in range(n_steps):
-        inputs, _ = _batch(state, config, config.task.batch_size)
+        inputs, _ = _batch(state, config, config.separation_task.batch_size)
         with torch.no_grad():
             h = state.model.hidden(inputs, reuse_buffers=True)
         _critic_step(state.estimator, state.critic_opt, *noisy_groups(state, config, h),
@@ -132,13 +134,13 @@ def l2_penalty(model: GRUNet, config: RunConfig) -> torch.Tensor:
     return t.c_reg * (sq(model.weight_hh) + sq(model.weight_out)) + t.c_reg_in * sq(model.weight_ih)
 
 
-def model_step(state: CohortState, config: RunConfig) -> list[dict[str, float]]:
+def model_step(state: CohortState[GRUNet], config: RunConfig) -> list[dict[str, float]]:
     """One MM step for every run on a fresh batch; returns each run's MSE (t ≥ washout), L2,
     L1 and total loss. The cohort minimises the sum of the runs' losses (they share no
     parameter); λ_r = 0 adds nothing to run r's loss or gradient, but Î is evaluated for
     every run, so a control draws from its streams what it would in any cohort."""
-    washout = config.task.washout
-    inputs, targets = _batch(state, config, config.task.batch_size)
+    washout = config.separation_task.washout
+    inputs, targets = _batch(state, config, config.separation_task.batch_size)
     h, y = state.model(inputs)
     mse = (y[:, :, washout:] - targets[:, :, washout:]).square().mean(dim=(1, 2, 3))
     l2 = l2_penalty(state.model, config)
@@ -189,7 +191,7 @@ def test_evaluation(model: GRUNet, test, washout: int, device: torch.device | st
     return rows
 
 
-def pretrain(state: CohortState) -> None:
+def pretrain(state: CohortState[GRUNet]) -> None:
     """The critics' pre-training: `n_sm_pretrain` SM steps on random batches."""
     config = state.config
     t = config.training
@@ -198,7 +200,7 @@ def pretrain(state: CohortState) -> None:
         critic_phase(state, config, min(chunk, t.n_sm_pretrain - start))
 
 
-def epoch(state: CohortState) -> list[dict[str, float]]:
+def epoch(state: CohortState[GRUNet]) -> list[dict[str, float]]:
     """`n_mm_steps` × (SM phase, MM step), then the test evaluation; each run's logged
     loss, MSE, L2 and Î are means over the epoch's steps."""
     config = state.config
@@ -210,7 +212,7 @@ def epoch(state: CohortState) -> list[dict[str, float]]:
               else np.full(runs, np.nan))
         steps.append([{**values, "mi": float(mi[r])}
                       for r, values in enumerate(model_step(state, config))])
-    tests = test_evaluation(state.model, state.data["test"], config.task.washout, state.device)
+    tests = test_evaluation(state.model, state.data["test"], config.separation_task.washout, state.device)
     return [{**tests[r], **{key: float(np.mean([s[r][key] for s in steps]))
                             for key in steps[0][r]}} for r in range(runs)]
 
@@ -224,7 +226,7 @@ def bytes_per_run(config: RunConfig) -> int:
     """An upper estimate of the memory one run adds to a cohort, in bytes: the fused GRU's
     forward and backward arrays (`mifd.gru`), the critic phase's, the noise and the copies
     around them (≈30 floats per unit-step), and the critic's workspace."""
-    task, est = config.task, config.estimator
+    task, est = config.separation_task, config.estimator
     rnn = 30 * task.batch_size * task.seq_len * config.model.n_units
     rows = est.sample_fraction * task.batch_size * task.seq_len
     return int(4 * (rnn + critic_bytes(rows, est.hidden)))

@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -104,7 +105,7 @@ def _json_bytes(obj: Any) -> bytes:
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
+    np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub: allow_pickle
     return buffer.getvalue()
 
 
@@ -115,7 +116,7 @@ def _sha256(path: Path) -> str:
 def save_record(
     config: RunConfig,
     seed: int,
-    history: dict[str, list[float] | np.ndarray],
+    history: Mapping[str, list[float] | np.ndarray],
     snapshots: dict[str, np.ndarray],
     snapshot_epochs: np.ndarray,
     provenance: dict[str, Any],

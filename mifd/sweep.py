@@ -109,7 +109,7 @@ def grid(task: str, profiles: Iterable[str], seeds: Iterable[int],
     """
     settings = settings or {}
     names = list(settings)
-    runs = []
+    runs: list[Run] = []
     for name in profiles:
         base = profile(name, task)
         for lam, values in itertools.product(lambdas, itertools.product(*settings.values())):
@@ -137,7 +137,7 @@ def cohorts(runs: list[Run], size: int | None = None,
     groups: dict[tuple[str, str], list[int]] = {}
     for i, run in enumerate(runs):
         groups.setdefault((run.config.task_name, run.config.cohort_key()), []).append(i)
-    chunks = []
+    chunks: list[list[int]] = []
     for members in groups.values():
         limit = size or max(1, int(memory_gb * 2**30 // cohort_bytes_per_run(
             runs[members[0]].config)))
@@ -177,8 +177,8 @@ def run_cohort(config_jsons: list[str], seeds: list[int], root: str | None = Non
 
     torch.set_num_threads(threads)
     configs = [RunConfig.from_json(text) for text in config_jsons]
-    root = None if root is None else Path(root)
-    directories = [store.run_dir(c, s, root) for c, s in zip(configs, seeds)]
+    results = None if root is None else Path(root)
+    directories = [store.run_dir(c, s, results) for c, s in zip(configs, seeds)]
     worker = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
 
     def note(epoch: int | None = None) -> None:  # who trains the runs, and how far they are
@@ -188,7 +188,7 @@ def run_cohort(config_jsons: list[str], seeds: list[int], root: str | None = Non
 
     note()
     try:
-        outcomes = train_cohort(LOOPS[configs[0].task_name], configs, seeds, root,
+        outcomes = train_cohort(LOOPS[configs[0].task_name], configs, seeds, results,
                                 progress=False, on_epoch=lambda state: note(state.epoch),
                                 device=device)
     finally:
@@ -397,19 +397,21 @@ def run_sweep(runs: list[Run], executor: cf.Executor | None = None, root: Path |
             if any(i not in rows for i in chunk)]
     own = executor is None and bool(todo)
     threads = 1
-    if own:
+    pool: cf.Executor | None = executor
+    if pool is None and todo:
         cores = os.cpu_count() or 1
         workers = workers or max(1, min(cores, len(todo)))
         threads = worker_threads(workers, cores)
-        executor = ProcessPerRun(workers)
+        pool = ProcessPerRun(workers)
     bar = tqdm(total=len(runs), initial=len(rows), disable=not progress, unit="run",
                desc="sweep")
     failed = sum(row["status"] == "failed" for row in rows.values())
     try:
-        futures = {executor.submit(run_cohort, [runs[i].config.to_json() for i in chunk],
-                                   [runs[i].seed for i in chunk],
-                                   None if root is None else str(root), device, threads): chunk
-                   for chunk in todo}
+        futures = {} if pool is None else {
+            pool.submit(run_cohort, [runs[i].config.to_json() for i in chunk],
+                        [runs[i].seed for i in chunk],
+                        None if root is None else str(root), device, threads): chunk
+            for chunk in todo}
         directories = {future: [store.run_dir(runs[i].config, runs[i].seed, root) for i in chunk]
                        for future, chunk in futures.items()}
         for future in _as_completed(futures, lambda pending: bar.set_postfix(
@@ -430,8 +432,8 @@ def run_sweep(runs: list[Run], executor: cf.Executor | None = None, root: Path |
             bar.set_postfix(failed=failed, remaining=len(runs) - bar.n)
     finally:
         bar.close()
-        if own:
-            executor.shutdown(cancel_futures=True)
+        if own and pool is not None:
+            pool.shutdown(cancel_futures=True)
     summary = pd.DataFrame([
         {"task": run.config.task_name, "profile": run.config.profile,
          "config_hash": run.config.config_hash(), "lambda_mi": run.config.training.lambda_mi,
@@ -449,8 +451,8 @@ def run_sweep(runs: list[Run], executor: cf.Executor | None = None, root: Path |
 
 def seed_ranges(seeds: Iterable[int]) -> str:
     """Seeds as `mifd sweep --seeds` takes them: runs of consecutive seeds as "a-b"."""
-    seeds, parts = sorted(set(seeds)), []
-    for seed in seeds:
+    parts: list[list[int]] = []
+    for seed in sorted(set(seeds)):
         if parts and seed == parts[-1][1] + 1:
             parts[-1][1] = seed
         else:

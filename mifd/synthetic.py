@@ -92,7 +92,8 @@ def asymmetric_noise_target(pair: GaussianPair, noise_std: float) -> float:
 def seeds_of(seed: int) -> tuple[torch.Generator, torch.Generator, torch.Generator]:
     """Independent generators for (critic initialisation, data, estimator draws) of a run."""
     states = np.random.SeedSequence(seed).generate_state(3, dtype=np.uint64)
-    return tuple(torch.Generator().manual_seed(int(s) >> 1) for s in states)
+    init, data, draws = (torch.Generator().manual_seed(int(s) >> 1) for s in states)
+    return init, data, draws
 
 
 @functools.cache

@@ -104,6 +104,7 @@ def wm_from_onsets(cfg: WMTaskConfig, onsets: np.ndarray) -> WMBatch:
     """`wm_signals` on the CPU as a `WMBatch` of numpy arrays: onsets (sequences, T + 2, 4)
     bool (e.g. the batches of every run of a cohort)."""
     inputs, targets, bits = wm_signals(cfg, torch.from_numpy(onsets))
+    assert targets is not None and bits is not None  # asked for
     return WMBatch(inputs=inputs.numpy(), targets=targets.numpy(), bits=bits.numpy(),
                    onsets=onsets)
 
@@ -229,7 +230,7 @@ def _cache_path(system: str, cfg: SeparationTaskConfig, index: int) -> Path:
 
 
 def chaos_trajectories(
-    system: str, indices: Sequence[int], cfg: SeparationTaskConfig
+    system: str, indices: Sequence[int] | np.ndarray, cfg: SeparationTaskConfig
 ) -> np.ndarray:
     """Normalised trajectories `indices` of `system`: (len(indices), seq_len, 3) float32.
 
@@ -259,7 +260,7 @@ class SeparationBatch:
     targets: np.ndarray
 
 
-def separation_batch(indices: Sequence[int], cfg: SeparationTaskConfig) -> SeparationBatch:
+def separation_batch(indices: Sequence[int] | np.ndarray, cfg: SeparationTaskConfig) -> SeparationBatch:
     """Pairs `indices` of the data set: Lorenz trajectory i mixed with Rössler trajectory i."""
     lor = chaos_trajectories("lorenz", indices, cfg)
     ros = chaos_trajectories("rossler", indices, cfg)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -50,12 +51,12 @@ HISTORY_KEYS = (
 
 
 def init_wm(configs: Sequence[RunConfig] | RunConfig, seeds: Sequence[int] | int,
-            device: str = "cpu") -> CohortState:
+            device: str = "cpu") -> CohortState[LeakyRNN]:
     """Models, statistics networks, optimisers and random streams of a fresh cohort (one
     config and seed: a cohort of one); see `runs.build_networks` for what the device changes."""
     if isinstance(configs, RunConfig):
-        configs, seeds = [configs], [seeds]
-    model, estimator, members = build_networks(configs, seeds, device, LeakyRNN)
+        configs, seeds = [configs], [cast(int, seeds)]
+    model, estimator, members = build_networks(configs, cast(Sequence[int], seeds), device, LeakyRNN)
     t = configs[0].training
     model_opt = make_optimizer(model.parameters(), t.optimizer, t.lr, t.eps, rho=t.rho,
                                eps_inside_sqrt=t.rmsprop_eps_inside_sqrt)
@@ -66,7 +67,7 @@ def init_wm(configs: Sequence[RunConfig] | RunConfig, seeds: Sequence[int] | int
     return CohortState(model, estimator, model_opt, critic_opt, members)
 
 
-def _segment(state: CohortState, x0_normal: bool, grad: bool, n_batches: int = 1):
+def _segment(state: CohortState[LeakyRNN], x0_normal: bool, grad: bool, n_batches: int = 1):
     """`n_batches` fresh batches per run → 1000-step transient (no grad) → learning segment.
 
     Each run draws its batches one after another from its own numpy stream, then x0 and the
@@ -78,7 +79,7 @@ def _segment(state: CohortState, x0_normal: bool, grad: bool, n_batches: int = 1
     without gradient overwrites — and last, with `grad`, the targets (R, n_batches·B, T, 2)
     (None without: the critic needs none).
     """
-    task = state.config.task
+    task = state.config.wm_task
     device, runs = state.device, len(state.members)
     onsets = cohort_onsets(task, [m.rng for m in state.members], n_batches,
                            workers=torch.get_num_threads())
@@ -86,6 +87,7 @@ def _segment(state: CohortState, x0_normal: bool, grad: bool, n_batches: int = 1
     n_seq = n_batches * task.batch_size
     inputs = inputs.view(runs, n_seq, *inputs.shape[1:])
     if grad:
+        assert targets is not None  # wm_signals computes them when asked
         targets = targets[:, task.n_transient:].reshape(runs, n_seq, -1, targets.shape[-1])
     n_units = state.config.model.n_units
     x0 = torch.zeros((runs, n_seq, n_units), device=device)
@@ -103,7 +105,7 @@ def _segment(state: CohortState, x0_normal: bool, grad: bool, n_batches: int = 1
     return x, z, targets
 
 
-def critic_phase(state: CohortState, n_steps: int, x0_normal: bool) -> np.ndarray:
+def critic_phase(state: CohortState[LeakyRNN], n_steps: int, x0_normal: bool) -> np.ndarray:
     """`n_steps` SM steps for every run, each on its own fresh batch, with the RNNs frozen.
 
     The RNNs run once over all n_steps batches (exactly what n_steps separate runs of the
@@ -139,7 +141,7 @@ def l2_penalty(model: LeakyRNN, config: RunConfig) -> torch.Tensor:
     return t.c_reg * (sq(model.w_rec) + sq(model.w_out)) + t.c_reg_in * sq(model.w_in)
 
 
-def model_phase_step(state: CohortState) -> list[dict[str, float]]:
+def model_phase_step(state: CohortState[LeakyRNN]) -> list[dict[str, float]]:
     """One MM step for every run; returns each run's logged values, all taken before the
     update."""
     config = state.config
@@ -155,7 +157,7 @@ def model_phase_step(state: CohortState) -> list[dict[str, float]]:
     loss.sum().backward()
     params = list(state.model.parameters())
     grad_norm = torch.linalg.vector_norm(
-        torch.stack([p.grad.reshape(p.shape[0], -1).norm(dim=1) for p in params]), dim=0)
+        torch.stack([cast(torch.Tensor, p.grad).reshape(p.shape[0], -1).norm(dim=1) for p in params]), dim=0)
     if t.clip_norm is not None:
         clip_per_tensor_norm(params, t.clip_norm)
     state.model_opt.step()
@@ -167,7 +169,7 @@ def model_phase_step(state: CohortState) -> list[dict[str, float]]:
     return [{k: v[r] for k, v in values.items()} for r in range(len(state.members))]
 
 
-def step_gradients(state: CohortState) -> list[dict[str, float]]:
+def step_gradients(state: CohortState[LeakyRNN]) -> list[dict[str, float]]:
     """The gradients each term of the model step's loss sends into the RNN, without a step:
     on one fresh model batch (as `model_phase_step` draws it), the L2 norm over every
     parameter of ∇MSE ("task") and of ∇(λ·Î) through the frozen critic ("mi", the model
@@ -191,7 +193,7 @@ def step_gradients(state: CohortState) -> list[dict[str, float]]:
     return [{k: float(v[r]) for k, v in norms.items()} for r in range(len(state.members))]
 
 
-def pretrain(state: CohortState) -> None:
+def pretrain(state: CohortState[LeakyRNN]) -> None:
     """The critics' pre-training: `n_sm_pretrain` SM epochs from x0 ~ N(0, I), run through
     the RNNs in chunks of `n_sm_steps` batches."""
     t = state.config.training
@@ -200,7 +202,7 @@ def pretrain(state: CohortState) -> None:
         critic_phase(state, min(chunk, t.n_sm_pretrain - start), x0_normal=True)
 
 
-def epoch(state: CohortState) -> list[dict[str, float]]:
+def epoch(state: CohortState[LeakyRNN]) -> list[dict[str, float]]:
     """One epoch: `n_sm_steps` SM steps, then one MM step; returns each run's logged values,
     with "mi_before" the Î of the last SM step before its update and the bound's terms on
     that step (`mine.dv_terms`: "mi_joint_term" − "mi_marginal_term" = "mi_before", and
@@ -224,7 +226,7 @@ def summary(history: dict) -> dict[str, float]:
 def bytes_per_run(config: RunConfig) -> int:
     """An upper estimate of the memory one run adds to a cohort, in bytes (float32 arrays of
     the largest phase: the critic phase's noise, states and rates, and the critic's workspace)."""
-    task, model, est = config.task, config.model, config.estimator
+    task, model, est = config.wm_task, config.model, config.estimator
     sequences = max(config.training.n_sm_steps, 1) * task.batch_size
     steps = task.n_transient + task.n_learn
     rnn = sequences * model.n_units * (steps + 2 * (task.n_learn + 1)

@@ -45,11 +45,18 @@ def compare_histories(stored: dict[str, np.ndarray], fresh: dict[str, np.ndarray
             relative = np.where(differs, np.abs(a - b) / np.where(scale > 0, scale, 1), 0.0)
             relative[np.isnan(a) != np.isnan(b)] = np.inf  # a value against no value
             per_key[key] = float(np.nanmax(relative))
-    worst = max(per_key, key=per_key.get, default=None)
+    worst = max(per_key, key=per_key.__getitem__, default=None)
     return {"identical": first_epoch is None, "per_key": per_key,
-            "largest_relative_difference": per_key.get(worst, 0.0), "in": worst,
+            "largest_relative_difference": 0.0 if worst is None else per_key[worst], "in": worst,
             "first_differing_epoch": first_epoch}
 
+
+
+def _finished(outcome) -> store.RunRecord:
+    """A re-trained run's record (`runs.Outcome`); RecordError when it diverged."""
+    if not isinstance(outcome, store.RunRecord):  # the reason it diverged (never paused here)
+        raise store.RecordError(f"re-training diverged: {outcome}")
+    return outcome
 
 def member_config(root: Path, member: dict[str, Any]) -> RunConfig:
     """The configuration of a cohort member ({"task", "config_hash", "seed"}) from its record
@@ -93,9 +100,7 @@ def verify(path: Path, epochs: int = 2, alone: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         outcomes = train_cohort(LOOPS[record.config.task_name], short, seeds, root=Path(tmp),
                                 progress=False)
-    fresh = outcomes[index]
-    if isinstance(fresh, str):  # the re-trained run diverged within the epochs
-        raise store.RecordError(f"re-training diverged: {fresh}")
+    fresh = _finished(outcomes[index])
     here, made = machine.cpu(), record.provenance.get("cpu")
     threads = torch.get_num_threads()
     made_threads = record.provenance.get("torch_threads")
@@ -180,7 +185,7 @@ def cohort_departure(configs: list[RunConfig], seeds: list[int], epochs: int,
     for i, (config, seed) in enumerate(zip(short, seeds)):
         alone, = train_cohort(loop, [config], [seed], root=Path(root) / f"alone-{i}",
                               progress=False)
-        a, b = together[i].history, alone.history
+        a, b = _finished(together[i]).history, _finished(alone).history
         for key in sorted(set(a) & set(b)):
             found = compare_histories({key: a[key]}, {key: b[key]}, epochs)
             end = compare_histories({key: a[key][-1:]}, {key: b[key][-1:]}, 1)

@@ -21,7 +21,7 @@ class Workspace:
     """One set of arrays, made by `make()` and kept while `key` (shapes, dtypes, device, …)
     stays the same."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._arrays: Any = None
         self._key: Hashable = None
         self._lease: weakref.ref | None = None
