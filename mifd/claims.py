@@ -549,6 +549,11 @@ STRUCTURAL_Q = 0.1    # the authors' differentiation threshold on Q_str
 SUCCESS = {"accuracy": 0.9, "r2_mean": 0.9, "r2_mean_scored": 0.9}
 
 
+def structural_onset(q: float = STRUCTURAL_Q) -> str:
+    """The column of a run's first snapshot whose Q_str exceeds `q` (`evidence.study_finals`)."""
+    return f"epoch Q_str > {q:g}"
+
+
 def functional_modularity(mi: pd.DataFrame, control: pd.DataFrame, alpha: float = ALPHA) -> list[Verdict]:
     claim = "clear functional modularity"
     return [versus_control(claim, "Q_corr", mi["Q_corr"], control["Q_corr"], alpha=alpha),
@@ -666,7 +671,7 @@ def dose_claims(finals: pd.DataFrame, indices=DOSE_INDICES, alpha: float = ALPHA
 
 def sparsity_claims(finals: pd.DataFrame, lambda_mi: float, alpha: float = ALPHA) -> list[Verdict]:
     """The L1 study, for each c_L1 > 0 in `finals` (a row per run with "seed", "lambda",
-    "c_l1", "Q_str", "epoch Q_str > 0.1" (the first snapshot past the authors' threshold,
+    "c_l1", "Q_str", `structural_onset()` (the first snapshot past the authors' threshold,
     later than the last when never), "near-zero" (the share of near-zero recurrent weights)
     and "near-zero between − within" (that share between the groups minus within them)),
     each against every run of the same λ without L1 (the rank-sum test pairs no seeds, so the
@@ -681,7 +686,7 @@ def sparsity_claims(finals: pd.DataFrame, lambda_mi: float, alpha: float = ALPHA
         same = finals[finals["lambda"] == lam]
         return same[same["c_l1"] == c], same[same["c_l1"] == 0.0]
 
-    rows, onset = [], "epoch Q_str > 0.1"
+    rows, onset = [], structural_onset()
     for c in sorted(v for v in finals["c_l1"].unique() if v > 0):
         (l1, plain), against = pair(lambda_mi, c), f"λ = {lambda_mi:g} without L1"
         claim = f"c_L1 = {c:g} with MI minimisation raises Q_str"

@@ -2,7 +2,7 @@
 
 Chapters 4 and 5 and the results page call these functions, so a verdict on the results page
 is the chapter's verdict by construction. Records come grouped by condition label
-({label: [RunRecord, …]}, as `sweep.collect` returns them per condition); the first label is
+({label: [RunRecord, …]}, as `study.study` gives them per condition); the first label is
 the condition with MI minimisation, the second its control (the order of
 `sweep.conditions`).
 """
@@ -17,7 +17,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import analysis, claims, costs, evaluate, machine, mine, separation, store, sweep
+from . import (
+    analysis,
+    claims,
+    costs,
+    evaluate,
+    machine,
+    mine,
+    separation,
+    store,
+    study,
+    sweep,
+)
 from .config import RunConfig, sequence_length
 from .models import GRUNet
 
@@ -97,8 +108,8 @@ def study_finals(records: dict[str, list], seed: int,
     """A working-memory study beyond the paper (chapter 6): one row per run of `records`
     ({label: runs}) with its λ and c_L1, the final values and indices of `wm_finals`,
     Q_str / Q_corr (where Q_corr exceeds `differentiation_q`: a ratio to a Q_corr near zero
-    says nothing), t50 of Q_corr and Q_str (fraction of the final value, epochs), "epoch
-    Q_str > 0.1" (the first snapshot whose Q_str exceeds `differentiation_q`; one epoch past
+    says nothing), t50 of Q_corr and Q_str (fraction of the final value, epochs),
+    `claims.structural_onset` (the first snapshot whose Q_str exceeds `differentiation_q`; one epoch past
     the last snapshot when none does), and the share of near-zero weights of W_rec, in all
     at the first snapshot ("near-zero at start") and at the end ("near-zero"), per block at
     the end ("near-zero G1→G2", …; `analysis.block_sparsity`) and between the groups minus
@@ -118,8 +129,8 @@ def study_finals(records: dict[str, list], seed: int,
                      "Q_str / Q_corr": (row.Q_str / row.Q_corr if row.Q_corr > differentiation_q
                                         else float("nan")),
                      **onsets.loc[row.run].to_dict(),
-                     "epoch Q_str > 0.1": (float(past.iloc[0]) if len(past)
-                                           else float(course["epoch"].max() + 1)),
+                     claims.structural_onset(differentiation_q): (
+                         float(past.iloc[0]) if len(past) else float(course["epoch"].max() + 1)),
                      "near-zero at start": analysis.block_sparsity(record.snapshots["w_rec"][0])["all"],
                      "near-zero": blocks.pop("all"),
                      **{f"near-zero {k}": v for k, v in blocks.items()},
@@ -137,45 +148,6 @@ def study_configs(base: RunConfig, lambdas, c_l1s=(0.0,)) -> dict[str, RunConfig
             label = f"λ = {lam:g}" + (f", c_L1 = {c_l1:g}" if c_l1 else "")
             configs[label] = base.replace(**{"training.lambda_mi": lam, "training.c_l1": c_l1})
     return configs
-
-
-def stored_study(configs: dict[str, RunConfig], seeds, root=None
-                 ) -> tuple[dict[str, list], str, list[str]]:
-    """The complete records of every configuration for `seeds` ({label: [RunRecord, …]}, in
-    seed order; a label with none stored maps to []), the `mifd sweep` command of the whole
-    study ("" when none is missing; it skips the stored and failed ones), and a line per run
-    that diverged ("λ = 1, seed 1004: the loss became nan at epoch 311"): such a run has its failure
-    recorded instead of a record, is not retried by the sweep, and so is neither stored nor
-    missing. The configurations must differ only in per-run settings (λ, c_L1), as
-    `study_configs` makes them."""
-    seeds = list(seeds)
-    records: dict[str, list] = {}
-    wanted: dict[str, list] = {}
-    failures, missing = [], False
-    for label, config in configs.items():
-        records[label] = []
-        for seed in seeds:
-            directory = store.run_dir(config, seed, root)
-            failure = store.read_failure(directory)
-            if store.is_complete(directory):
-                records[label].append(store.load_record(directory))
-            elif failure is not None:
-                failures.append(f"{label}, seed {seed}: {failure['reason']}")
-            else:
-                missing = True
-            wanted.setdefault(label, []).append(SimpleNamespace(config=config, seed=seed))
-    return records, sweep.command(wanted) if missing else "", failures
-
-
-def stored_runs(config: RunConfig, seeds, root=None, train_missing: bool = False
-                ) -> tuple[list, str]:
-    """The complete records of `config` for `seeds`, the missing ones trained first when
-    `train_missing` (`sweep.collect`); and the `mifd sweep` command of those still missing
-    ("" when none is; `stored_study`)."""
-    if train_missing:
-        return sweep.collect(config, seeds, root, True, progress=False), ""
-    found, command, _ = stored_study({"": config}, seeds, root)
-    return found[""], command
 
 
 @dataclass(frozen=True)
@@ -446,8 +418,7 @@ def results_sources(wm_profile: str, wm_seeds, wm_lambda: float, paper_seeds,
     trained, with `train_missing`), at `paper` where both conditions of some of `paper_seeds`
     are stored, and separation."""
     def collect(conditions, seeds):
-        return {label: sweep.collect(config, seeds, results_dir, train_missing, progress=False)
-                for label, config in conditions.items()}
+        return study.study(conditions, seeds, results_dir, train_missing).complete()
 
     sources = {}
     wm_records = collect(sweep.conditions("wm", wm_profile, wm_lambda), wm_seeds)
@@ -458,15 +429,14 @@ def results_sources(wm_profile: str, wm_seeds, wm_lambda: float, paper_seeds,
         variants = list(departure_conditions(wm_profile, wm_lambda, dose_lambda).items())[2:]
         control_label, control = list(wm_records.items())[1]
         for label, config in variants:
-            runs, _ = stored_runs(config, wm_seeds, results_dir, train_missing)
+            runs = study.study({label: config}, wm_seeds, results_dir, train_missing).records[label]
             if runs:
                 records = {label: runs, control_label: control}
                 sources[f"working memory, {wm_profile}, {_at(label).removeprefix('the ')}"] = Source(
                     wm_evidence(records, analysis_seed).verdicts, runs_text(records),
                     "critic_dose.html#the-paper-s-claims-per-column", records)
-    paper_stored = {label: {s: r for s in paper_seeds
-                            if (r := store.find_record(config, s, results_dir)) is not None}
-                    for label, config in sweep.conditions("wm", "paper", wm_lambda).items()}
+    paper_stored = {label: {r.seed: r for r in runs} for label, runs in study.study(
+        sweep.conditions("wm", "paper", wm_lambda), paper_seeds, results_dir).records.items()}
     paper_both = sorted(set.intersection(*(set(runs) for runs in paper_stored.values())))
     if paper_both:
         paper_records = {label: [runs[s] for s in paper_both] for label, runs in paper_stored.items()}

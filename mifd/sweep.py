@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from . import files, store
 from .config import RunConfig, profile
-from .runs import RunFailed, train_cohort
+from .runs import train_cohort
 from .separation import SEPARATION_LOOP, train_separation
 from .train import WM_LOOP, train_wm
 
@@ -39,34 +39,6 @@ TRAINERS = {"wm": train_wm, "separation": train_separation}
 LOOPS = {"wm": WM_LOOP, "separation": SEPARATION_LOOP}
 # The memory a cohort may use unless told otherwise (`--memory-gb`); this machine has 24 GiB.
 DEFAULT_MEMORY_GB = 12.0
-
-
-class MissingRunsError(LookupError):
-    """Some requested runs have no complete record and training was not asked for."""
-
-
-def collect(config: RunConfig, seeds: Iterable[int], root: Path | None = None,
-            train_missing: bool = False, progress: bool = True) -> list[store.RunRecord]:
-    """The records of `config` for every seed, in seed order.
-
-    Missing records are trained (resuming any checkpoint) when `train_missing`; otherwise a
-    MissingRunsError names them and the command that makes them.
-    """
-    seeds = list(seeds)
-    missing = [s for s in seeds if not store.is_complete(store.run_dir(config, s, root))]
-    if missing and not train_missing:
-        raise MissingRunsError(
-            f"no stored {config.task_name} runs of profile {config.profile!r} "
-            f"(hash {config.config_hash()}, λ = {config.training.lambda_mi:g}) for seeds "
-            f"{missing}; set train_missing = True, or run `mifd sweep {config.task_name} "
-            f"--profile {config.profile.split('+')[0]} --seeds ...`")
-    if missing:
-        print(f"training {config.task_name} seeds {missing} (λ = {config.training.lambda_mi:g}): "
-              "no stored records", flush=True)
-        for outcome in train_here([Run(config, s) for s in missing], root, progress):
-            if isinstance(outcome, str):
-                raise RunFailed(outcome)
-    return [store.load_record(store.run_dir(config, seed, root)) for seed in seeds]
 
 
 def conditions(task: str, profile_name: str, lambda_mi: float, epochs: int | None = None

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mifd import analysis, claims, evaluate, evidence, machine, separation, store, train
+from mifd import analysis, claims, evaluate, evidence, machine, separation, train
 from mifd.config import profile
 
 
@@ -126,30 +126,6 @@ def test_study_finals_add_settings_onsets_and_block_sparsity(smoke_records):
     assert ((shares >= 0) & (shares <= 1)).all()
     # at the start W_rec ~ N(0, 1/N): about 2Φ(0.1) − 1 ≈ 8 % of the weights lie within 0.1/√N
     assert finals["near-zero at start"].between(0.0, 0.25).all()
-
-
-def test_stored_study_splits_stored_from_missing_and_names_one_command(smoke_records, tmp_path):
-    base = smoke_records["MI"][0].config
-    configs = evidence.study_configs(base, [0.1, 0.0], c_l1s=[0.0, 0.001])
-    assert list(configs) == ["λ = 0.1", "λ = 0", "λ = 0.1, c_L1 = 0.001", "λ = 0, c_L1 = 0.001"]
-    assert configs["λ = 0, c_L1 = 0.001"].training.c_l1 == 0.001
-    root = smoke_records["MI"][0].path.parent.parent.parent
-    records, command, failures = evidence.stored_study(configs, [1, 2, 3, 4], root)
-    assert [r.seed for r in records["λ = 0.1"]] == [1, 2, 3] and records["λ = 0.1, c_L1 = 0.001"] == []
-    assert command.startswith("mifd sweep wm --profile smoke --seeds 1-4")
-    assert "--set training.c_l1=0,0.001" in command and "--lambda-mi 0.1 0" in command
-    assert failures == []
-    records, command, failures = evidence.stored_study({k: configs[k] for k in ("λ = 0.1", "λ = 0")}, [1, 2], root)
-    assert command == "" and sum(map(len, records.values())) == 4
-    runs, command = evidence.stored_runs(configs["λ = 0.1"], [1, 2, 4], root)
-    assert [r.seed for r in runs] == [1, 2] and command == "mifd sweep wm --profile smoke --seeds 1-2 4 --lambda-mi 0.1"
-    # a run that diverged is reported, neither stored nor missing (the sweep does not retry it)
-    store.record_failure(store.run_dir(configs["λ = 0.1"], 4, tmp_path), {
-        "reason": "the loss became nan at epoch 3", "epoch": 3})
-    only = {"λ = 0.1": configs["λ = 0.1"]}
-    records, command, failures = evidence.stored_study(only, [4], tmp_path)
-    assert records == {"λ = 0.1": []} and command == ""
-    assert failures == ["λ = 0.1, seed 4: the loss became nan at epoch 3"]
 
 
 def test_pilot_strengths_keep_the_largest_that_stay_accurate():

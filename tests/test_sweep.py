@@ -17,7 +17,7 @@ import pytest
 import torch
 from helpers import assert_close_records
 
-from mifd import runs, store, sweep, train
+from mifd import runs, store, study, sweep, train
 from mifd.cli import main
 from mifd.config import profile
 
@@ -197,7 +197,7 @@ def test_altered_record_is_refused_naming_the_file(reference, tmp_path):
     assert summary["status"].tolist() == ["failed", "stored"]
     assert "history.json" in summary.loc[0, "reason"]
     with pytest.raises(store.RecordError, match="history.json"):
-        sweep.collect(RUNS[0].config, [RUNS[0].seed], root)
+        study.study({"": RUNS[0].config}, [RUNS[0].seed], root)
 
 
 def test_diverging_run_stops_with_a_recorded_failure(tmp_path):
