@@ -225,8 +225,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from .config import profile
-    from .runs import resolve_device
-    from .sweep import TRAINERS, final_summary
+    from .runs import resolve_device, train_run
+    from .sweep import LOOPS, final_summary
 
     resolve_device(args.device)
     config = profile(args.profile, args.task)
@@ -243,12 +243,13 @@ def _train(args: argparse.Namespace) -> int:
     from .mine import check_precision
 
     check_precision(config.estimator, args.device)
-    record = TRAINERS[args.task](config, args.seed, root=args.results,
-                                 progress=not args.quiet, device=args.device)
+    loop = LOOPS[args.task]
+    record = train_run(loop, config, args.seed, root=args.results, progress=not args.quiet,
+                       device=args.device)
     assert record is not None  # None only when a stop_after paused it
     summary = final_summary(record)
-    score = (f"accuracy {summary['accuracy']:.3f}" if "accuracy" in summary
-             else f"mean test R² {summary['r2']:.3f}")
+    key, name = loop.score
+    score = f"{name} {summary[key]:.3f}"
     print(f"stored {record.path}: final {score}, Î {summary['mi']:.3f} nats")
     return 0
 

@@ -345,15 +345,21 @@ def _shared_settings(config: RunConfig) -> RunConfig:
 
 def _paper(task_name: str) -> RunConfig:
     """SPEC §7 exactly."""
-    if task_name == "wm":
-        return RunConfig(
-            task_name="wm",
-            profile="paper",
-            task=WMTaskConfig(),
-            model=ModelConfig(),
-            estimator=EstimatorConfig(),
-            training=TrainingConfig(),
-        )
+    return _PAPER[task_name]()
+
+
+def _paper_wm() -> RunConfig:
+    return RunConfig(
+        task_name="wm",
+        profile="paper",
+        task=WMTaskConfig(),
+        model=ModelConfig(),
+        estimator=EstimatorConfig(),
+        training=TrainingConfig(),
+    )
+
+
+def _paper_separation() -> RunConfig:
     return RunConfig(
         task_name="separation",
         profile="paper",
@@ -385,6 +391,9 @@ def _paper(task_name: str) -> RunConfig:
             snapshot_every=1,
         ),
     )
+
+
+_PAPER = {"wm": _paper_wm, "separation": _paper_separation}
 
 
 # Deviations of the smaller profiles from `paper`, as (section.field, value) pairs; the book

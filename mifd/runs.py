@@ -130,16 +130,19 @@ class Loop:
     `pretrain(state)`: the critics' pre-training; `epoch(state)` → one dict of logged values
     per run, each holding every name in `history_keys` and "loss"; `postfix`: the logged
     names the progress bar shows; `summary(history)`: the final task score and Î a sweep's
-    table shows for a run; `bytes_per_run(config)`: an upper estimate of the memory one run
-    adds to a cohort."""
+    table shows for a run, `score`: the key of that score in it and its name in a sentence;
+    `bytes_per_run(config)`: an upper estimate of the memory one run adds to a cohort;
+    `description`: the task's name in a sentence."""
 
     task: str
+    description: str
     history_keys: tuple[str, ...]
     init: Callable[[list[RunConfig], list[int], str], CohortState]
     pretrain: Callable[[CohortState], None]
     epoch: Callable[[CohortState], list[dict[str, float]]]
     postfix: tuple[str, ...]
     summary: Callable[[dict], dict[str, float]]
+    score: tuple[str, str]
     bytes_per_run: Callable[[RunConfig], int]
 
 

@@ -232,9 +232,10 @@ def bytes_per_run(config: RunConfig) -> int:
     return int(4 * (rnn + critic_bytes(rows, est.hidden)))
 
 
-SEPARATION_LOOP = Loop(task="separation", history_keys=HISTORY_KEYS, init=init_separation,
-                       pretrain=pretrain, epoch=epoch, postfix=("loss", "r2_mean", "mi"),
-                       summary=summary, bytes_per_run=bytes_per_run)
+SEPARATION_LOOP = Loop(task="separation", description="chaotic separation",
+                       history_keys=HISTORY_KEYS, init=init_separation, pretrain=pretrain,
+                       epoch=epoch, postfix=("loss", "r2_mean", "mi"), summary=summary,
+                       score=("r2", "mean test R²"), bytes_per_run=bytes_per_run)
 
 
 def train_separation(config: RunConfig, seed: int, root: Path | None = None,

@@ -32,11 +32,10 @@ from tqdm import tqdm
 from . import files, store
 from .config import RunConfig, profile
 from .runs import train_cohort
-from .separation import SEPARATION_LOOP, train_separation
-from .train import WM_LOOP, train_wm
+from .separation import SEPARATION_LOOP
+from .train import WM_LOOP
 
-TRAINERS = {"wm": train_wm, "separation": train_separation}
-LOOPS = {"wm": WM_LOOP, "separation": SEPARATION_LOOP}
+LOOPS = {"wm": WM_LOOP, "separation": SEPARATION_LOOP}  # each task, registered once
 # The memory a cohort may use unless told otherwise (`--memory-gb`); this machine has 24 GiB.
 DEFAULT_MEMORY_GB = 12.0
 
@@ -470,7 +469,7 @@ def describe(records: dict[str, list]) -> str:
     config = runs[0].config
     parts = [f"{label}: `{rs[0].config.config_hash()}`, seeds {seed_ranges(r.seed for r in rs).replace(' ', ', ')}"
              for label, rs in records.items() if rs]
-    task = {"wm": "working memory", "separation": "chaotic separation"}[config.task_name]
+    task = LOOPS[config.task_name].description
     base_name, changes = _profile_changes(records)
     name = base_name + ("+custom" if changes else "")  # a record's stored name may predate its profile
     return (f"Records: {task}, profile `{name}` ({'; '.join(parts)}), under "

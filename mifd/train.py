@@ -235,9 +235,10 @@ def bytes_per_run(config: RunConfig) -> int:
     return int(4 * (rnn + critic_bytes(rows, est.hidden)))
 
 
-WM_LOOP = Loop(task="wm", history_keys=HISTORY_KEYS, init=init_wm, pretrain=pretrain,
-               epoch=epoch, postfix=("loss", "accuracy", "mi_after"), summary=summary,
-               bytes_per_run=bytes_per_run)
+WM_LOOP = Loop(task="wm", description="working memory", history_keys=HISTORY_KEYS,
+               init=init_wm, pretrain=pretrain, epoch=epoch,
+               postfix=("loss", "accuracy", "mi_after"), summary=summary,
+               score=("accuracy", "accuracy"), bytes_per_run=bytes_per_run)
 
 
 def train_wm(config: RunConfig, seed: int, root: Path | None = None, progress: bool = True,

@@ -11,7 +11,7 @@ from unittest import mock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mifd import sweep
+from mifd import runs
 from mifd.cli import main
 from mifd.config import RunConfig, profile
 
@@ -69,7 +69,7 @@ def _run_cli(argv):
 
 
 def _fake_training(calls):
-    def fake(config, seed, root=None, progress=True, device="cpu"):
+    def fake(loop, config, seed, root=None, progress=True, device="cpu"):
         calls.append((config, seed, device))
         return SimpleNamespace(path=Path(root or "."), config=config,
                                history={"accuracy": [1.0], "mi_before": [0.0]},
@@ -85,7 +85,7 @@ def test_any_command_line_runs_or_is_refused_in_one_line(data):
     calls = []
     with tempfile.TemporaryDirectory() as results:
         extra = ["--results", results] + (["--dry-run"] if command == "sweep" else [])
-        with mock.patch.dict(sweep.TRAINERS, {"wm": _fake_training(calls)}):
+        with mock.patch.object(runs, "train_run", _fake_training(calls)):
             code, err = _run_cli(argv + extra)
         assert "Traceback" not in err
         assert not any(Path(results).iterdir()), "nothing may be written"
