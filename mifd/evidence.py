@@ -92,6 +92,74 @@ def end_of_training(courses: pd.DataFrame, condition: str,
     return pd.DataFrame(rows)
 
 
+
+def _seeds_text(seeds) -> str:
+    return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(map(str, seeds))
+
+
+def endings_text(table: pd.DataFrame, runs: str, detail: bool = True) -> tuple[str, pd.Series]:
+    """One sentence on how the runs of `table` (`end_of_training` rows; `runs` names them)
+    end, then (with `detail`) one per run without functional modularity at the end, else
+    their seeds; and which runs end as the paper describes (functional and structural)."""
+    described = table["functional at the end"] & table["structural at the end"]
+    lost = table[~table["functional at the end"]]
+    text = (f"{described.sum()} of {len(table)} {runs} end as the paper describes, with "
+            "functional and structural modularity"
+            + (f" ({_seeds_text(table.loc[described, 'seed'])})" if described.any() else "")
+            + ". ")
+    if detail:
+        text += " ".join(f"Seed {r.seed} reached Q_corr {r['highest Q_corr']:.2f} at epoch "
+                         f"{r['at epoch']} and ends at epoch {r.epoch} with Q_corr {r.Q_corr:.2f}, "
+                         f"D_corr {r.D_corr:.2f}, Q_str {r.Q_str:.3f}." for _, r in lost.iterrows())
+    elif len(lost):
+        text += (f"{len(lost)} end without functional modularity (D_corr ≤ {claims.FUNCTIONAL_D:g}): "
+                 f"{_seeds_text(lost['seed'])}, whose highest Q_corr was "
+                 + " to ".join(dict.fromkeys(f"{q:.2f}" for q in
+                                             (lost['highest Q_corr'].min(), lost['highest Q_corr'].max())))
+                 + ".")
+    return text, described
+
+
+def paper_ends_text(ends: pd.DataFrame, book_ends: pd.DataFrame, profile_name: str) -> str:
+    """Chapter 4's comparison of how the `paper` runs with MI minimisation end (`ends` rows
+    with "profile" = "paper") with how all the `profile_name` runs end (`book_ends`)."""
+    paper_text, described = endings_text(ends[ends["profile"] == "paper"],
+                                         "`paper` runs with MI minimisation")
+    if described.all():
+        paper_text += (" At the paper's settings these seeds differentiate functionally first and "
+                       "structurally later.")
+    elif described.any():
+        paper_text += " At the paper's own settings, then, what 1000 epochs give depends on the seed."
+    else:
+        paper_text += " No `paper` seed shows the end of training that the paper describes."
+    paper_text += (f" With {described.size} seed{'s' if described.size > 1 else ''} per condition this "
+                   f"is an observation, not a test: an exact one-sided rank-sum test needs "
+                   f"{claims.runs_to_decide()} runs per condition to reach p < {claims.ALPHA:g}.")
+    book_text, _ = endings_text(book_ends, f"`{profile_name}` runs with MI minimisation (all seeds)",
+                                detail=False)
+    return paper_text + "\n\n" + book_text
+
+
+def profile_verdicts(sources: dict[str, tuple[pd.DataFrame, pd.DataFrame]], seeds, mi_label: str,
+                     control_label: str) -> pd.DataFrame:
+    """The claims table of each seed of `seeds` under each profile ({name: (finals, courses)},
+    the book's profile first, then "paper"), side by side: a row per (seed, claim, rule),
+    columns ("verdict" | "numbers", profile)."""
+    table = pd.concat([wm_verdicts(*tables, mi_label, control_label, seeds=[seed])
+                       .assign(seed=seed, profile=name)
+                       for seed in seeds for name, tables in sources.items()])
+    return table.pivot_table(index=["seed", "claim", "rule"], columns="profile",
+                             values=["verdict", "numbers"], aggfunc="first", sort=False)
+
+
+def changed_verdicts_text(by_profile: pd.DataFrame, profile_name: str) -> str:
+    """Which of `profile_verdicts`' verdicts the paper profile changes."""
+    changed = by_profile[by_profile[("verdict", "paper")] != by_profile[("verdict", profile_name)]]
+    return (f"The paper profile changes {len(changed)} of {len(by_profile)} verdicts"
+            + "".join(f"; seed {s}, {r}: {changed.loc[(s, c, r), ('verdict', profile_name)]} → "
+                      f"{changed.loc[(s, c, r), ('verdict', 'paper')]}" for s, c, r in changed.index) + ".")
+
+
 def wm_verdicts(finals: pd.DataFrame, courses: pd.DataFrame, mi_label: str, control_label: str,
                 seeds=None) -> pd.DataFrame:
     """The working-memory claims table (`claims.wm_claims`): the runs of condition `mi_label`
@@ -101,6 +169,55 @@ def wm_verdicts(finals: pd.DataFrame, courses: pd.DataFrame, mi_label: str, cont
     return claims.table(claims.wm_claims(finals[finals["condition"] == mi_label],
                                          finals[finals["condition"] == control_label],
                                          wm_lags(courses, mi_label)["Q_corr → Q_str"]))
+
+
+@dataclass(frozen=True)
+class VariantComparison:
+    """Runs of the same seeds trained two ways, as chapter 3 shows them: `header` (Markdown),
+    `summary` (the paired differences, a row per quantity), `values` (a column per seed) and
+    `table` (`evaluate.paired_variants`' table: a row per seed)."""
+
+    header: str
+    summary: pd.DataFrame
+    values: pd.DataFrame
+    table: pd.DataFrame
+
+
+def variant_comparison(baseline: list, variant: list, variant_label: str, baseline_label: str,
+                       where: str, seed: int) -> VariantComparison | None:
+    """The seed-by-seed comparison of `variant` runs with the `baseline` runs of the same seeds
+    (`evaluate.paired_variants` on the analysis batch of `seed`), labelled for the page;
+    `where` names the condition, profile and length; None without a seed in both."""
+    table, summary = evaluate.paired_variants(baseline, variant, seed)
+    if table.empty:
+        return None
+    shown = summary.drop(columns="seeds").rename(columns={
+        "mean difference": f"mean of {variant_label} − {baseline_label}",
+        "variant larger in": f"{variant_label} larger in (of {len(table)})",
+        "baseline sd": f"sd over seeds, {baseline_label}"})
+    shown["within spread"] = summary["within spread"].map({True: "yes", False: "no"})
+    recent = "Î (median of last 10, nats)"
+    return VariantComparison(
+        f"{len(table)} paired seeds, {where}:",
+        shown.rename(index={"mi_recent": recent}).round(3),
+        table.round(3).rename(columns={"mi_recent": recent, "baseline": baseline_label,
+                                       "variant": variant_label}).T,
+        table)
+
+
+def variant_extremes(table: pd.DataFrame, controls: list, seed: int, labels: tuple[str, str],
+                     indices=("Q_corr", "D_corr")) -> str:
+    """For each of `indices`: the lowest final value of an MI run in each arm of a
+    `variant_comparison` (`labels`: baseline's, variant's) against the highest of the
+    `controls` (working-memory records), a line each."""
+    control = pd.DataFrame([evaluate.final_indices(r, seed) for r in controls])
+    lines = []
+    for name in indices:
+        lowest = ", ".join(f"{table[name][v].min():.3f} ({label})"
+                           for v, label in zip(("baseline", "variant"), labels))
+        lines.append(f"{name}: lowest final value of an MI run {lowest};\n"
+                     f"  highest of a control run {control[name].max():.3f} (all {len(control)} seeds)")
+    return "\n".join(lines)
 
 
 def study_finals(records: dict[str, list], seed: int,
@@ -481,6 +598,70 @@ def collapse_shares(records: dict[str, list]) -> dict[str, np.ndarray]:
     which the run's training Î collapsed}."""
     return {label: np.stack([analysis.collapses(r.history["mi_before"])["shares"] for r in runs])
             for label, runs in records.items()}
+
+
+
+COLLAPSE_CLAIM = "collapses go with the end of training"
+
+
+def collapse_relations(collapsed: pd.DataFrame, label: str) -> pd.DataFrame:
+    """Whether the late collapse share of `label`'s runs (`collapse_table` rows) goes with
+    their accuracy over the last epochs and their final D_corr (`claims.relation`)."""
+    rows = collapsed[collapsed["condition"] == label]
+    tail = f"accuracy, last {claims.END_ACCURACY_EPOCHS}"
+    return claims.table([claims.relation(COLLAPSE_CLAIM, "late collapse share", name,
+                                         rows["late share"], rows[column])
+                         for name, column in (("accuracy", tail), ("D_corr", "D_corr"))])
+
+
+def collapse_text(collapsed: pd.DataFrame, mi_label: str, control_label: str, epochs: int,
+                  relations: pd.DataFrame) -> str:
+    """Chapter 3's account of the collapses (`collapse_table` rows of both conditions, the
+    runs' `epochs`, `collapse_relations` of the MI runs): how often each condition's critic
+    collapses late in training, the runs that collapse most and least, and whether accuracy
+    and D_corr go with the collapse share."""
+    mi_rows, control_rows = (collapsed[collapsed["condition"] == label]
+                             for label in (mi_label, control_label))
+    late = {mi_label: mi_rows["late share"], control_label: control_rows["late share"]}
+    if not all(v.notna().any() for v in late.values()):
+        return f"These runs are too short for epochs after {analysis.LATE_START}."
+    tail = f"accuracy, last {claims.END_ACCURACY_EPOCHS}"
+    worst = mi_rows.loc[mi_rows["late share"].idxmax()]
+    best = mi_rows.loc[mi_rows["late share"].idxmin()]
+
+    def changes(row: int) -> str:
+        return "changes" if relations.iloc[row]["verdict"] == "yes" else "does not change detectably"
+
+    return (f"With {mi_label} the training estimate collapses in {late[mi_label].mean():.0%} of epochs "
+            f"501–{epochs} (mean over {len(mi_rows)} runs; {late[mi_label].min():.0%} to "
+            f"{late[mi_label].max():.0%}), the controls in {late[control_label].mean():.0%} "
+            f"({late[control_label].min():.0%} to {late[control_label].max():.0%}); "
+            f"{int((mi_rows['late share'].to_numpy() > late[control_label].max()).sum())} of {len(mi_rows)} "
+            f"runs with MI minimisation collapse more often than any control. The run that collapses most "
+            f"(seed {worst['seed']}, {worst['late share']:.0%}) ends at accuracy {worst[tail]:.2f}, "
+            f"the one that collapses least (seed {best['seed']}, {best['late share']:.0%}) at {best[tail]:.2f}. "
+            f"Across the runs with MI minimisation, accuracy {changes(0)} with the collapse share "
+            f"({relations.iloc[0]['numbers']}), and D_corr {changes(1)} with it "
+            f"({relations.iloc[1]['numbers']}).")
+
+
+def symmetric_text(collapsed: pd.DataFrame, label: str, command: str) -> str:
+    """What the pilot of the critic with noise on both terms found (`label`'s rows of
+    `collapse_table`), judged by `claims.critic_pilot`; `command` trains it when none is stored."""
+    rows = collapsed[collapsed["condition"] == label]
+    if rows.empty:
+        return (f"No run with the noise on both terms is stored for these seeds yet; `{command}` "
+                "trains them.")
+    pilot = claims.critic_pilot(rows["late share"])
+    tail = f"accuracy, last {claims.END_ACCURACY_EPOCHS}"
+    return (f"The runs with the noise on both terms (seeds {', '.join(map(str, rows['seed']))}): "
+            f"late collapse shares {', '.join(f'{v:.0%}' for v in rows['late share'])}; by the "
+            f"rule stated before they ran ({pilot.rule}): **{pilot.verdict}**, "
+            + ("the symmetric critic no longer collapses and is kept. "
+               if pilot.verdict == "yes" else "the symmetric critic still collapses; a bounded variant is next. ")
+            + f"Their accuracy over the last {claims.END_ACCURACY_EPOCHS} epochs: "
+            f"{', '.join(f'{v:.3f}' for v in rows[tail])}; final D_corr "
+            f"{', '.join(f'{v:.3f}' for v in rows['D_corr'])}.")
 
 
 def stored_records(task: str, results_dir=None) -> list:
