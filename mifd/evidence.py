@@ -400,7 +400,7 @@ def half_preferences(replays: dict) -> pd.DataFrame:
 # as it stood when the search was made (`SEARCH_BASE` applied to today's `book`), each a
 # {setting: value} ("task.seq_len" keeps the paper's sampling interval).
 SEARCH_BASE = {"training.epochs": 30}
-SEPARATION_SEARCH = {
+SEPARATION_SEARCH: dict[str, dict[str, Any]] = {
     "book": {},
     "sequences of 2000 steps": {"task.seq_len": 2000},
     "60 epochs": {"training.epochs": 60},
@@ -462,6 +462,44 @@ def search_relative_cost(search: pd.DataFrame, variants: dict[str, dict[str, Any
     reference = search["CPU"].map(epoch_cost) * book_epochs
     multiple = search["core-seconds per epoch"] * search["epochs"] / reference
     return multiple.where(~search["variant"].isin(same_epoch), search["epochs"] / book_epochs)
+
+
+def half_lean_text(lean: pd.DataFrame, records: dict[str, list], mi_label: str,
+                   control_label: str) -> str:
+    """Chapter 5's reading of `half_preferences` (`lean`) beside the runs' last D_corr and
+    Q_corr (history, mean over runs): whether the halves lean towards different systems,
+    and what D_corr and Q_corr say of it."""
+    apart = lean.groupby("condition", sort=False)["halves lean apart"].agg(["sum", "size"])
+    final = {label: {key: np.mean([r.history[key][-1] for r in runs]) for key in ("Q_corr", "D_corr")}
+             for label, runs in records.items()}
+    mi_lean = lean[lean["condition"] == mi_label]
+    gap = (mi_lean["G1: C^L − C^R"] - mi_lean["G2: C^L − C^R"]).abs().mean()
+    d_mi, d_control = final[mi_label]["D_corr"], final[control_label]["D_corr"]
+    return (f"Over all runs: with MI minimisation the two halves lean towards different systems in "
+            f"{apart.loc[mi_label, 'sum']} of {apart.loc[mi_label, 'size']} runs (control: "
+            f"{apart.loc[control_label, 'sum']} of {apart.loc[control_label, 'size']}); the "
+            f"halves' mean leans C^L − C^R differ by {gap:.3f} on average, where a unit's C^L and C^R "
+            f"are about {mi_lean['mean C'].mean():.2f}. D_corr, the index of this split over units, is {d_mi:.2f} "
+            f"(control {d_control:.2f}), " + ("below" if d_mi < claims.FUNCTIONAL_D else "above")
+            + f" the {claims.FUNCTIONAL_D:g} taken below as *one signal per half, mostly*. Q_corr, at "
+            f"{final[mi_label]['Q_corr']:.2f} (control {final[control_label]['Q_corr']:.2f}), says that "
+            "the two halves' activities decorrelate, which is what minimising Î asks for, not that each "
+            "half carries one system: the *clear functional modularity* rows of the claims table "
+            "should be read with that in mind.")
+
+
+def search_outcome(search: pd.DataFrame, base_epochs: int, pending: bool) -> tuple[str, pd.DataFrame]:
+    """The separation search as chapter 5 shows it (`separation_search`'s table of the
+    variants stored; `pending`: some are not): the sentence saying what `claims.search_choice`
+    picks, and the table with each run's cost as a multiple of a `book` run of
+    `base_epochs` epochs ("× book")."""
+    search = search.assign(**{"× book": search_relative_cost(search, SEPARATION_SEARCH, base_epochs)})
+    choice, done = claims.search_choice(search), search["variant"].nunique()
+    text = f"The rule picks {choice!r}" + (f" from the {done} of {len(SEPARATION_SEARCH)} variants "
+                                           "stored so far." if pending else ".")
+    shown = search.drop(columns=["changes", "core-seconds per epoch"]).replace(
+        {"variant": {"book": "book before the search"}})
+    return text, shown
 
 
 def separation_finals(records: dict[str, list], replays: dict | None = None) -> pd.DataFrame:

@@ -157,6 +157,27 @@ def table(record_sets: dict, training_mi: dict, compute_missing: bool = False,
     return pd.DataFrame(rows, columns=["profile", "condition", "seed", *COLUMNS.values()]), missing
 
 
+def summary(runs: pd.DataFrame, by, columns=None) -> pd.DataFrame:
+    """A `table`'s runs per group (`by`: "condition", or ["profile", "condition"]): their
+    count and each of `columns` (default: all of COLUMNS' labels) as mean ± sd; a column per
+    group."""
+    columns = list(COLUMNS.values()) if columns is None else list(columns)
+    return (runs.groupby(by, sort=False)
+            .agg(runs=("seed", "size"), **{c: (c, claims.mean_sd) for c in columns}).T)
+
+
+def held_out_text(runs: pd.DataFrame, mi_label: str, control_label: str) -> str:
+    """The mean held-out Î of both conditions beside what their training critics said ("" when
+    a condition has no run in `runs`, a `table`)."""
+    held = runs.groupby("condition")["Î post hoc, held out (nats)"].mean()
+    trained = runs.groupby("condition")["Î in training (nats)"].mean()
+    if not {mi_label, control_label} <= set(held.index):
+        return ""
+    return (f"Mean Î held out, {mi_label}: {held[mi_label]:.3f} nats against "
+            f"{held[control_label]:.3f} for the control; the training critics said "
+            f"{trained[mi_label]:.3f} and {trained[control_label]:.3f}.")
+
+
 def versus_control(runs: pd.DataFrame, mi_label: str, control_label: str,
                    alpha: float = claims.ALPHA) -> pd.DataFrame:
     """Is Î lower with MI minimisation than in the control, by the training critic and by
