@@ -237,3 +237,44 @@ def tally(summary: pd.DataFrame) -> str:
     return (f"agree with the true value: {counts.get('agrees', 0)} of {settings}; "
             f"under-estimate: {counts.get('under-estimates', 0)}; "
             f"over-estimate: {counts.get('over-estimates', 0)}")
+
+
+def grid_text(summary: pd.DataFrame, n_samples: int) -> str:
+    """Chapter 2's verdict on the grid (a `summarise` table at `n_samples` pairs per
+    estimate): the tally, the relative bias where the true value is at most log n, how much
+    of it the estimate reaches above, and a line per setting (`describe`)."""
+    log_n = np.log(n_samples)
+    above = summary[summary.true_mi > log_n]
+    below = summary[summary.true_mi <= log_n]
+    reached = above["mean"] / above.true_mi
+    if len(above):
+        reach = f"{reached.min():.0%}"
+        if len(above) > 1:
+            reach += f" to {reached.max():.0%}"
+        beyond = (f"Above log n ({tally(above)}) the estimate reaches only "
+                  f"{reach} of the true value.")
+    else:
+        beyond = "No setting has a true value above log n."
+    return (f"**Verdict** at n = {n_samples} pairs per estimate — "
+            f"{tally(summary)}. Where the true value is at most "
+            f"log n = {log_n:.2f} nats ({tally(below)}), the relative bias lies "
+            f"between {below.relative_bias.min():+.1%} and {below.relative_bias.max():+.1%}. "
+            + beyond + "\n\n"
+            + "\n".join("- " + line for line in describe(summary)))
+
+
+def precision_text(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """A `side_by_side` table of a float32 and a bfloat16 critic as chapter 2 shows it, and its
+    verdict: how far the means differ, and in how many settings within the seed spread."""
+    shown = table.drop(columns=["transform", "scale", "n_samples"])
+    shown["within spread"] = shown["within spread"].map({True: "yes", False: "no"})
+    shown = shown.rename(columns={
+        "dim": "d", "rho": "ρ", "true_mi": "true I", "mean": "float32 mean",
+        "std": "float32 sd", "mean_other": "bfloat16 mean", "std_other": "bfloat16 sd",
+        "difference": "bf16 − fp32"}).set_index(["d", "ρ"]).round(4)
+    diff = table["difference"]
+    within = int(table["within spread"].sum())
+    return shown, (f"**Verdict.** The bfloat16 critic's mean differs from the float32 critic's by "
+                   f"{diff.min():+.4f} to {diff.max():+.4f} nats (mean {diff.mean():+.4f}); the "
+                   f"difference is within the seed spread in {within} of {len(table)} "
+                   "settings (all values in nats).")
