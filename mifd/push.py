@@ -120,3 +120,29 @@ def share_ratios(rows: pd.DataFrame) -> pd.DataFrame:
         out.append({"epoch": epoch, "ratio": whole.mean() / few.mean(),
                     "within spread": bool(abs(whole.mean() - few.mean()) < spread)})
     return pd.DataFrame(out)
+
+
+def of_runs(records, epochs, fractions, critic_seeds, compute_missing: bool = False,
+            root: Path | None = None) -> pd.DataFrame:
+    """`load_or_measure` for every record of `records`, as one table (empty without any)."""
+    rows = [load_or_measure(r, epochs, fractions, critic_seeds, compute_missing=compute_missing,
+                            root=root) for r in records]
+    return pd.concat(rows) if rows else pd.DataFrame()
+
+
+def found_text(rows: pd.DataFrame) -> str:
+    """What the measurements say (`load_or_measure` rows of one or more runs): how many times
+    as hard a critic on the largest share of rows pushes as one on the smallest, per
+    snapshot, and whether that exceeds the spread over critics."""
+    ratios = share_ratios(rows)
+    few, whole = rows["fraction"].min(), rows["fraction"].max()
+    runs = sorted(rows["seed"].unique())
+    return (f"A fresh critic on {whole:g} of the rows sends the RNN a gradient "
+            + " and ".join(f"{r.ratio:.2g} times as large as one on {few:g} of them at epoch {r.epoch}"
+                           for r in ratios.itertuples())
+            + f" (mean over {rows['critic_seed'].nunique()} critics of run"
+            f"{'s' * (len(runs) > 1)} {', '.join(map(str, runs))}); "
+            + ("the difference is within the spread over critics at every snapshot, so the `book` profile's "
+               "smaller critic does not push the network detectably less than the `paper` profile's."
+               if ratios["within spread"].all() else
+               "at some snapshot the difference exceeds the spread over critics."))
