@@ -37,10 +37,13 @@ def chapters(root: Path = ROOT) -> list[Path]:
 
 def parameters_of(notebook: Path) -> dict[str, Any]:
     """A chapter's parameters and their defaults, {name: value}, from running its cell tagged
-    `parameters` alone (papermill's own inspection skips lines whose comment is not ASCII)."""
+    `parameters` alone (papermill's own inspection skips lines whose comment is not ASCII);
+    {} for a page without one."""
     cells = json.loads(Path(notebook).read_text())["cells"]
-    cell = next(c for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    cell = next((c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])), None)
     defaults: dict[str, Any] = {}
+    if cell is None:
+        return defaults
     exec(compile("".join(cell["source"]), str(notebook), "exec"),
          {"__builtins__": {"list": list, "range": range}}, defaults)
     return defaults

@@ -473,6 +473,9 @@ def table(verdicts) -> pd.DataFrame:
     return pd.DataFrame([asdict(v) for v in verdicts]).drop(columns="p")
 
 
+CLAIM_WORDS = ("yes", "partly", "no", "not decidable")  # a claim's `summary` verdict, in order
+
+
 def summary(verdicts: pd.DataFrame) -> pd.DataFrame:
     """One row per claim of a `table`, in order: "verdict" is "yes" when every rule of the
     claim says yes, "no" when none says yes and at least one says no, "not decidable" when
@@ -529,6 +532,26 @@ def overview(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
                            for row in summary(verdicts).itertuples()}
     rows = list(dict.fromkeys(PAPER_CLAIMS.values()))
     return pd.DataFrame(columns, index=pd.Index(rows, name="claim of the paper")).fillna("not tested")
+
+
+def overview_text(column: pd.Series, profile: str, runs_per_condition) -> str:
+    """One column of `overview` in words for the front pages: at `profile` (with
+    `runs_per_condition`, the sizes of its conditions), which claims get which verdict, and
+    the premise (claim 0) in brackets."""
+    words: dict[str, list[str]] = {}
+    premise = ""
+    for claim, cell in column.items():
+        number, text = claim.split(". ", 1)
+        if number == "0":
+            premise = f" (that minimising Î lowers it: {cell.split(' (')[0]})"
+            continue
+        words.setdefault(cell.split(" (")[0], []).append(text)
+    sizes = sorted(set(runs_per_condition))
+    n = (f"{sizes[0]} runs per condition" if len(sizes) == 1
+         else " or ".join(map(str, sizes)) + " runs per condition")
+    return (f"at the {profile} profile ({n}) the paper's claims get "
+            + "; ".join(f"{word}: {', '.join(items)}" for word in (*CLAIM_WORDS, "not tested")
+                        if (items := words.get(word))) + premise + ".")
 
 
 def _runs(n: int) -> str:

@@ -135,3 +135,17 @@ def benchmark_machine(readme: Path, section: str) -> str:
         if paragraph or line.startswith(("Run on", "Same machine")):
             paragraph.append(line.strip())
     return " ".join(paragraph).rstrip(":")
+
+
+def plan_table(plans: dict[str, tuple[dict, list]], runs: pd.DataFrame) -> pd.DataFrame:
+    """Per part of the book ({name: ({label: RunConfig}, seeds)}): the runs it needs, how many
+    of them are stored (`runs`: `stored_runs`) and the core-hours to train them all anew
+    (`retraining`)."""
+    rows = []
+    for name, (configs, seeds) in plans.items():
+        hashes = [c.config_hash() for c in configs.values()]
+        n = len(hashes) * len(seeds)
+        rows.append({"chapter": name, "runs": n,
+                     "stored": int((runs["config hash"].isin(hashes) & runs["seed"].isin(seeds)).sum()),
+                     "core-hours from scratch": retraining(runs, hashes, n)})
+    return pd.DataFrame(rows)

@@ -256,6 +256,21 @@ def study_finals(records: dict[str, list], seed: int,
     return pd.concat([finals, pd.DataFrame(rows, index=finals.index)], axis=1)
 
 
+def dose_note(dose: pd.DataFrame) -> str:
+    """What chapter 6's λ table shows (`dose`: `study_finals` rows with "lambda"), and where
+    the runs' mean accuracy falls below the success threshold."""
+    success, q = claims.SUCCESS["accuracy"], claims.STRUCTURAL_Q
+    below = claims.settings_below(dose, "lambda")
+    listed = " and ".join(f"{v:g}" for v in below)
+    return ("Mean ± sd over the runs of each λ where the value is defined, with their count where "
+            "that is not all of them (t50 needs a course that rises); *differentiated*: accuracy "
+            f"above {success:g} and final Q_str above {q:g}. "
+            + (f"Mean accuracy stays above {success:g} at every λ tried (up to {max(dose['lambda']):g})."
+               if not below else f"Mean accuracy is below {success:g} at λ = {listed}"
+               + ("" if len(below) == dose["lambda"].nunique() else ", at or above it at every other λ")
+               + "."))
+
+
 def study_configs(base: RunConfig, lambdas, c_l1s=(0.0,)) -> dict[str, RunConfig]:
     """A study beyond the paper (chapter 6): {label: config} for every (c_L1, λ) pair of `base`,
     labelled "λ = 0.1" or, when c_L1 > 0, "λ = 0.1, c_L1 = 0.001"; c_L1 outer, λ inner."""

@@ -206,3 +206,25 @@ def departure_summary(rows: list[dict[str, Any]]) -> pd.DataFrame:
                  median_at_end=("at_end", "median"), largest_at_end=("at_end", "max"),
                  largest=("largest", "max"))
             .sort_values("median_at_end", ascending=False).reset_index())
+
+
+def departure_text(departure: dict[str, Any]) -> str:
+    """The methods page's sentence on `results/cohort_departure.json` (`departure`, as
+    benchmarks/cohort_departure.py writes it): how far runs trained in their cohort and alone
+    depart, with the machine and commit that measured it."""
+    from .machine import cpu_name
+
+    rows = departure_summary(departure["rows"]).set_index("key")
+    made = departure["provenance"]
+    return (f"trained in the cohort of λ = 0.1 and λ = 0 of its seed (as the stored ten-seed runs were) "
+            f"and again alone, {rows['runs'].iloc[0]} `{departure['profile']}` runs (seeds "
+            f"{', '.join(map(str, departure['seeds']))}, both conditions) depart from epoch "
+            f"{int(rows['first_epoch'].min())} on. Over the first {departure['epochs']} epochs the training "
+            f"Î of a run in its cohort and alone differ by up to {rows.loc['mi_before', 'largest']:.0%} "
+            f"(relative), the accuracy by up to {rows.loc['accuracy', 'largest']:.0%}; at epoch "
+            f"{departure['epochs']}, by a median of {rows.loc['mi_before', 'median_at_end']:.1%} and "
+            f"{rows.loc['accuracy', 'median_at_end']:.1%} (largest {rows.loc['mi_before', 'largest_at_end']:.0%} "
+            f"and {rows.loc['accuracy', 'largest_at_end']:.0%}): two trajectories of one distribution ("
+            f"{cpu_name(made['cpu'])}, {made['torch_threads']} torch thread, commit "
+            f"{made['git_commit'][:7]}; `benchmarks/cohort_departure.py`, "
+            "stored in `results/cohort_departure.json`).")

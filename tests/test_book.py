@@ -372,3 +372,13 @@ def test_the_results_page_concludes_what_is_committed(html_dir):
         "the results page concludes otherwise than tests/expected_verdicts.csv:\n"
         + "\n".join(differences) + "\nIf the change is meant, update the file in the same commit "
         "(MIFD_UPDATE_VERDICTS=1, see this test's docstring) and say why in its message.")
+
+
+def test_a_page_without_parameters_has_none_and_refuses_any(capsys, monkeypatch):
+    from mifd import book
+    from mifd.cli import main
+
+    assert book.parameters_of(ROOT / "notebooks" / "methods.ipynb") == {}
+    monkeypatch.setattr(book, "stage", lambda *a, **k: None)
+    assert main(["book", "--chapter", "methods", "-p", "seed", "1"]) == 2
+    assert "has no parameter 'seed'" in capsys.readouterr().err
