@@ -91,6 +91,15 @@ def check_parameters(notebook: Path, given: dict[str, Any]) -> None:
             raise ValueError(f"chapter {chapter}: parameter {name} must be {words}, got {value!r}")
 
 
+def folded(table, summary: str):
+    """`table` (a DataFrame or its Styler) behind a toggle on the page: an HTML <details>
+    element that shows `summary` and opens to the table."""
+    from IPython.display import HTML
+
+    html = table.to_html() if hasattr(table, "to_html") else str(table)
+    return HTML(f"<details><summary>{summary}</summary>\n{html}\n</details>")
+
+
 def mathjax(root: Path = ROOT) -> Path:
     """The MathJax `es5/` folder, fetched once from the npm registry into `_build/`."""
     target = root / "_build" / f"mathjax-{MATHJAX_VERSION}"
