@@ -29,7 +29,7 @@ from . import (
     study,
     sweep,
 )
-from .config import RunConfig, sequence_length
+from .config import RunConfig, deviation_rows, profile, sequence_length
 from .models import GRUNet
 
 WM_INDICES = ("Q_corr", "Q_str", "D_corr", "D_in", "D_out")
@@ -37,6 +37,19 @@ SEPARATION_INDICES = ("Q_corr", "Q_str", "D_corr", "D_out")
 # test R² over all steps (as the authors score it) and over t ≥ washout (as the loss sees it)
 R2_COLUMNS = ("r2_mean", "r2_min", "r2_mean_scored", "r2_min_scored")
 NMI_CORR, NMI_WEIGHTS = "NMI (correlations)", "NMI (U_h weights)"
+
+
+def deviation_table(profile_name: str, task: str, epochs: int | None = None):
+    """What `profile_name` changes from `paper` for `task` (`config.deviation_rows`, a
+    chapter's `epochs` parameter among them when given), as a table for the page, or a
+    sentence when it changes nothing."""
+    rows = deviation_rows(profile_name, task)
+    if epochs is not None:
+        rows.append(("training.epochs (chapter parameter)", profile("paper", task).training.epochs, epochs))
+    if not rows:
+        return "no deviations: paper settings"
+    return (pd.DataFrame(rows, columns=["setting", "paper", profile_name])
+            .map(lambda v: f"{v:g}" if isinstance(v, float) else str(v)).style.hide(axis="index"))
 
 
 # --- working memory ------------------------------------------------------------------------
