@@ -96,8 +96,7 @@ def folded(table, summary: str):
     element that shows `summary` and opens to the table."""
     from IPython.display import HTML
 
-    html = table.to_html() if hasattr(table, "to_html") else str(table)
-    return HTML(f"<details><summary>{summary}</summary>\n{html}\n</details>")
+    return HTML(f"<details><summary>{summary}</summary>\n{table.to_html()}\n</details>")
 
 
 def mathjax(root: Path = ROOT) -> Path:

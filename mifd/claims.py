@@ -791,6 +791,13 @@ def relation(claim: str, x_name: str, y_name: str, x, y, alpha: float = ALPHA) -
 GOOD_SEPARATION_R2 = 0.96  # the authors' good separation: mean test R² above this
 
 
+ACCURACY_SLACK = 0.03  # late_training_check: accuracy may sit this far below the paper run's
+# late_training_check's criteria, each with the side of its bound a run must stay on
+LATE_CRITERIA = {"largest window median of Î (nats)": "≤",
+                 "smallest window mean of accuracy": "≥",
+                 "smallest window mean of Q_corr": "≥"}
+
+
 def late_training_check(run: dict, paper_mi: dict, paper_control: dict,
                         start: int = analysis.LATE_START,
                         window: int = analysis.LATE_WINDOW) -> pd.DataFrame:
@@ -822,13 +829,6 @@ def late_training_check(run: dict, paper_mi: dict, paper_control: dict,
                           "ok": bool(value <= bound if op == "≤" else value >= bound)}
                          for (name, op), value, bound
                          in zip(LATE_CRITERIA.items(), values, (mi_bound, acc_bound, q_bound))])
-
-
-ACCURACY_SLACK = 0.03  # late_training_check: accuracy may sit this far below the paper run's
-# late_training_check's criteria, each with the side of its bound a run must stay on
-LATE_CRITERIA = {"largest window median of Î (nats)": "≤",
-                 "smallest window mean of accuracy": "≥",
-                 "smallest window mean of Q_corr": "≥"}
 
 
 def fraction_choice(checks: pd.DataFrame) -> float | None:

@@ -84,7 +84,8 @@ def benchmark_tables(readme: Path) -> dict[str, list[pd.DataFrame]]:
     Markdown table read as strings without its Markdown emphasis (the scripts print them; the
     README keeps their output)."""
     tables: dict[str, list[pd.DataFrame]] = {}
-    section, block = "", list[str]()
+    section = ""              # the current section's heading
+    block: list[str] = []     # the table lines read under it
 
     def flush():
         if len(block) >= 3:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -103,7 +102,6 @@ def end_of_training(courses: pd.DataFrame, condition: str,
                      "functional at the end": bool(last["D_corr"] > claims.FUNCTIONAL_D),
                      "structural at the end": bool(last["Q_str"] > differentiation_q)})
     return pd.DataFrame(rows)
-
 
 
 def _seeds_text(seeds) -> str:
@@ -460,7 +458,7 @@ def separation_search(base: RunConfig, variants: dict[str, dict[str, Any]], seed
         for seed in seeds:
             record = store.find_record(config, seed, root)
             if record is None:
-                missing.append(SimpleNamespace(config=config, seed=seed))
+                missing.append(sweep.Run(config, seed))
                 continue
             replay = evaluate.replay_separation(config, evaluate.final_parameters(record.snapshots))
             scored = separation.scores(replay.targets, replay.y, config.separation_task.washout)

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 from . import store, sweep
 from .config import RunConfig
@@ -61,29 +60,33 @@ def study(configs: dict[str, RunConfig], seeds: Iterable[int], root: Path | None
     resuming any checkpoint). The configurations of one study should differ only in per-run
     settings (λ, c_L1), as one `mifd sweep` command trains them."""
     seeds = list(seeds)
-    records: dict[str, list[store.RunRecord]] = {label: [] for label in configs}
-    wanted: dict[str, list] = {}
-    missing, failures = [], []
-    for label, config in configs.items():
-        for seed in seeds:
-            directory = store.run_dir(config, seed, root)
-            failure = store.read_failure(directory)
-            if store.is_complete(directory):
-                records[label].append(store.load_record(directory))
-            elif failure is not None:
-                failures.append(f"{label}, seed {seed}: {failure['reason']}")
-            else:
-                missing.append(sweep.Run(config, seed))
-            wanted.setdefault(label, []).append(SimpleNamespace(config=config, seed=seed))
+    wanted = {label: [sweep.Run(config, seed) for seed in seeds] for label, config in configs.items()}
+    missing = _missing(wanted, root)
     if missing and train_missing:
         names = ", ".join(f"λ = {run.config.training.lambda_mi:g} seed {run.seed}"
                           for run in missing)
         print(f"training {missing[0].config.task_name} runs without a stored record: {names}",
               flush=True)
         sweep.train_here(missing, root, progress)
-        return study(configs, seeds, root)
+        missing = _missing(wanted, root)
+    records: dict[str, list[store.RunRecord]] = {label: [] for label in wanted}
+    failures = []
+    for label, runs in wanted.items():
+        for run in runs:
+            directory = store.run_dir(run.config, run.seed, root)
+            if store.is_complete(directory):
+                records[label].append(store.load_record(directory))
+            elif (failure := store.read_failure(directory)) is not None:
+                failures.append(f"{label}, seed {run.seed}: {failure['reason']}")
     return Study(records, sweep.command(wanted) if missing else "", failures,
                  len(configs) * len(seeds))
+
+
+def _missing(wanted: dict[str, list[sweep.Run]], root: Path | None) -> list[sweep.Run]:
+    """The runs of `wanted` with neither a complete record nor a recorded failure."""
+    return [run for runs in wanted.values() for run in runs
+            if not store.is_complete(directory := store.run_dir(run.config, run.seed, root))
+            and store.read_failure(directory) is None]
 
 
 def stored(config: RunConfig, seeds: Iterable[int], root: Path | None = None,

@@ -212,8 +212,6 @@ def departure_text(departure: dict[str, Any]) -> str:
     """The methods page's sentence on `results/cohort_departure.json` (`departure`, as
     benchmarks/cohort_departure.py writes it): how far runs trained in their cohort and alone
     depart, with the machine and commit that measured it."""
-    from .machine import cpu_name
-
     rows = departure_summary(departure["rows"]).set_index("key")
     made = departure["provenance"]
     return (f"trained in the cohort of λ = 0.1 and λ = 0 of its seed (as the stored ten-seed runs were) "
@@ -225,6 +223,6 @@ def departure_text(departure: dict[str, Any]) -> str:
             f"{departure['epochs']}, by a median of {rows.loc['mi_before', 'median_at_end']:.1%} and "
             f"{rows.loc['accuracy', 'median_at_end']:.1%} (largest {rows.loc['mi_before', 'largest_at_end']:.0%} "
             f"and {rows.loc['accuracy', 'largest_at_end']:.0%}): two trajectories of one distribution ("
-            f"{cpu_name(made['cpu'])}, {made['torch_threads']} torch thread, commit "
+            f"{machine.cpu_name(made['cpu'])}, {made['torch_threads']} torch thread, commit "
             f"{made['git_commit'][:7]}; `benchmarks/cohort_departure.py`, "
             "stored in `results/cohort_departure.json`).")
